@@ -1,0 +1,93 @@
+extension LabrunCLI {
+    static let bootSpec = ArgumentSpec(
+        flags: ["debug", "wait-gdb", "dry-run"],
+        options: ["mem", "cpus", "accel", "qemu", "gdb-port"],
+        optionalValueOptions: ["shared"])
+
+    static func boot(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
+        let a = try bootSpec.parse(args, command: "boot")
+        let controller = try context.controller()
+        let lab = controller.lab
+        var options = BootOptions()
+        if let m = a.option("mem") {
+            guard let mib = LabConfig.parseMemory(m) else { throw .usage("--mem \(m): expected MiB, like 256, 512M or 1G") }
+            options.memoryMiB = mib
+        }
+        options.cpus = try a.int("cpus", in: 1...64)
+        if let acc = a.option("accel") {
+            guard let v = Accelerator(rawValue: acc) else { throw .usage("--accel \(acc): expected auto, kvm or tcg") }
+            options.accel = v
+        }
+        options.qemu = a.option("qemu")
+        if let s = a.option("shared") { options.shared = s.isEmpty ? lab.sharedPath : absolutePath(s) }
+        let port = try a.int("gdb-port", in: 1...65535)
+        if a.flag("debug") || a.flag("wait-gdb") || port != nil { options.gdbPort = port ?? lab.config.gdbPort }
+        options.waitForGdb = a.flag("wait-gdb")
+        options.loadSnapshot = controller.pendingResume
+
+        let command = try QemuCommand(lab: lab, options: options)
+        if a.flag("dry-run") {
+            say(command.spawnConfiguration(runDirectory: lab.runDirectory).description)
+            return 0
+        }
+
+        // Refuse before anything starts: a running lab, missing pieces, images in use.
+        if controller.isRunning {
+            let pid = lab.runDirectory.readPid().map { " (labrun pid \($0))" } ?? ""
+            throw LabrunError("this lab's VM is already running\(pid); use that console, or `labrun stop` first")
+        }
+        if let dead = controller.cleanStaleRunDirectory(), dead > 0 {
+            printError("cleaned up after a labrun (pid \(dead)) that ended without shutting down")
+        }
+        guard findExecutable(command.qemuBinary) != nil else {
+            throw LabrunError("\(command.qemuBinary) not found: install it with `apt-get install qemu-system-x86` (or pass --qemu PATH)")
+        }
+        guard fileExists(lab.kernelPath) else {
+            throw LabrunError("no kernel at \(lab.kernelPath): build the default guest with `make guest`")
+        }
+        if let initrd = lab.initrdPath, !fileExists(initrd) {
+            throw LabrunError("no initrd at \(initrd): build the default guest with `make guest`")
+        }
+        if let shared = options.shared {
+            if !fileExists(shared) { _ = makeDirectory(shared) }
+            guard isDirectory(shared) else { throw LabrunError("shared folder \(shared) is not a directory") }
+        }
+        try ImageLock.requireUnlocked(controller.layerPaths, action: "boot")
+        if try controller.ensureRuntimeLayer() {
+            printError("created the runtime layer \(Lab.runtimeName) on the golden image")
+        }
+        try validateChain(controller)
+        if let resume = options.loadSnapshot {
+            let existing = (try? controller.offlineSnapshots().list()) ?? []
+            if !existing.contains(where: { $0.name == resume && $0.hasVMState }) {
+                printError("snapshot '\(resume)' to resume from is gone; booting normally")
+                options.loadSnapshot = nil
+                try? controller.setPendingResume(nil)
+            } else {
+                printError("resuming from snapshot '\(resume)'")
+            }
+        }
+        let final = try QemuCommand(lab: lab, options: options)
+        let supervisor = Supervisor(lab: lab, command: final)
+        let reason = try supervisor.runUntilExit()
+        if reason.exitCode != 0 {
+            var message = "labrun: \(reason)"
+            if options.loadSnapshot != nil, case .qemuFailed = reason {
+                message += " (resuming snapshot '\(options.loadSnapshot!)' needs the memory and CPU settings it was taken with)"
+            }
+            printError(String(message.dropFirst(8)))
+        } else {
+            printError(reason.description)
+        }
+        return reason.exitCode
+    }
+
+    /// The runtime image must be a qcow2 whose backing chain is whole.
+    static func validateChain(_ controller: LabController) throws(LabrunError) {
+        let chain = try controller.qemuImg().chain(controller.lab.runtimePath)
+        guard chain.top.format == "qcow2" else {
+            throw LabrunError("\(controller.lab.runtimePath) is \(chain.top.format), not qcow2: move it away and run `labrun reset --yes`")
+        }
+        try chain.validate()
+    }
+}

@@ -1,0 +1,120 @@
+/// Usage texts: one per command, printed by `--help` (stdout, exit 0) and after usage errors.
+public enum Help {
+    public static let version = "labrun 0.1.0"
+
+    public static let main = """
+    labrun: run and snapshot the QEMU VM of a kernel-development lab
+
+    usage: labrun [--lab DIR] COMMAND [ARGS]
+
+    commands:
+      boot                   start the VM, its serial console on this terminal (Ctrl-a h: keys)
+      snapshot create NAME   save the VM (running: RAM + devices + disk; stopped: disk)
+      snapshot restore NAME  go back to a snapshot (running: at once; stopped: at next boot)
+      snapshot list          list snapshots (--json for scripts)
+      snapshot delete NAME   delete a snapshot
+      reset                  throw the runtime layer away and start again from the golden image
+      info                   image chain, sizes and snapshots (--json)
+      check                  check the runtime image for leaks or corruption (--repair)
+      status                 is the VM running? QEMU pid, run directory (--json)
+      stop                   shut the running VM down
+      init DIR               create a new lab in DIR from this one's images
+
+    The same commands work whether the VM runs or not: labrun finds a running supervisor
+    and acts through it, otherwise it works on the images directly with qemu-img.
+
+    global options:
+      --lab DIR              the lab directory (default: LABRUN_LAB, else the nearest lab
+                             upwards from here, else the current directory)
+      --help, -h             help for labrun or for a command
+      --version              print the version
+    """
+
+    public static let boot = """
+    usage: labrun boot [OPTIONS]
+
+    Starts QEMU with the lab's runtime image and shows the guest's serial console here.
+    Press Ctrl-a h in the console for labrun's keys; Ctrl-a x quits.
+
+    options:
+      --mem SIZE             guest memory (MiB, or 512M, 1G); default lab.conf mem or 256
+      --cpus N               virtual CPUs; default lab.conf cpus or 1
+      --accel auto|kvm|tcg   accelerator (auto: kvm when /dev/kvm is usable); LABRUN_ACCEL overrides
+      --qemu PATH            the QEMU binary (or LABRUN_QEMU, or lab.conf qemu)
+      --shared [DIR]         export DIR (default LAB/shared) to the guest, mounted at /mnt
+      --debug                gdb stub on 127.0.0.1 (port: --gdb-port, lab.conf gdb_port, 1234)
+      --gdb-port PORT        gdb stub port (implies --debug)
+      --wait-gdb             start with the CPUs stopped until gdb continues (implies --debug)
+      --dry-run              print the QEMU command line and exit
+    """
+
+    public static let snapshot = """
+    usage: labrun snapshot create NAME [--force]
+           labrun snapshot restore NAME
+           labrun snapshot list [--json]
+           labrun snapshot delete NAME
+
+    Names: letters, digits and . _ - + : @ , = ; not all digits (QEMU confuses those with
+    snapshot IDs), no spaces or quotes, at most 255 bytes. create refuses an existing name
+    unless --force. On a running VM a snapshot holds RAM, devices and disk; on a stopped one,
+    the disk. Restoring a snapshot with VM state while stopped resumes it at the next boot.
+    """
+
+    public static let reset = """
+    usage: labrun reset [--yes] [--force] [--undo]
+
+    Deletes the runtime layer (debian-runtime.qcow2, with its snapshots) and creates a fresh
+    one on the golden image. The old one is kept as one undo step (debian-runtime.qcow2.undo),
+    replaced at the next reset.
+      --yes      do not ask (asking happens only on a terminal)
+      --force    stop the running VM first
+      --undo     put the previous runtime layer back (the current one becomes the undo step)
+    """
+
+    public static let info = """
+    usage: labrun info [--json]
+
+    The runtime image's backing chain (runtime → golden → base) with formats and sizes,
+    and its snapshots.
+    """
+
+    public static let check = """
+    usage: labrun check [--repair]
+
+    Runs qemu-img check on the runtime image and explains the result. --repair reclaims leaked
+    clusters. The VM must be stopped (a check of a running image gives false reports).
+    """
+
+    public static let status = """
+    usage: labrun status [--json]
+
+    Whether this lab's VM is running, with QEMU's pid and the run directory. Exit 0 either way.
+    """
+
+    public static let stop = """
+    usage: labrun stop
+
+    Shuts the running VM down gracefully (QMP quit) and waits for it to end.
+    """
+
+    public static let initLab = """
+    usage: labrun init DIR [--arch x86_64|aarch64] [--force]
+
+    Creates a new lab in DIR: its own runtime layer on this lab's golden image (the read-only
+    lower layers are referenced, not copied), a lab.conf naming the kernel, and shared/.
+    """
+
+    public static func text(for command: String) -> String {
+        switch command {
+        case "boot", "run": boot
+        case "snapshot": snapshot
+        case "reset": reset
+        case "info": info
+        case "check": check
+        case "status": status
+        case "stop": stop
+        case "init": initLab
+        default: main
+        }
+    }
+}

@@ -1,0 +1,212 @@
+import FoundationEssentials
+
+extension LabrunCLI {
+    static func reset(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
+        let a = try ArgumentSpec(flags: ["yes", "force", "undo"]).parse(args, command: "reset")
+        let controller = try context.controller()
+        let lab = controller.lab
+        if case .live(let fd) = try controller.route(for: "reset the runtime layer") {
+            guard a.flag("force") else {
+                fd.close()
+                throw LabrunError("the VM is running: `labrun stop` first, or `labrun reset --force` to stop it and reset")
+            }
+            printError("stopping the running VM first (--force)")
+            try controller.stopRunning(over: fd)
+            try ImageLock.requireUnlocked(controller.layerPaths, action: "reset the runtime layer")
+        }
+        if a.flag("undo") {
+            guard fileExists(lab.undoPath) else { throw LabrunError("nothing to undo: no previous runtime layer (\(Lab.undoName))") }
+            try confirm("Swap the runtime layer with the one saved by the last reset?", a.flag("yes"))
+            let swap = lab.runtimePath + ".swap"
+            do {
+                if fileExists(lab.runtimePath) { try renameFile(lab.runtimePath, swap) }
+                try renameFile(lab.undoPath, lab.runtimePath)
+                if fileExists(swap) { try renameFile(swap, lab.undoPath) }
+            } catch { throw error.asLabrunError }
+            try controller.setPendingResume(nil)
+            say("restored the previous runtime layer; the one it replaced is now the undo step")
+            return 0
+        }
+        guard fileExists(lab.goldenPath) else { throw LabrunError("no golden image at \(lab.goldenPath): build the default guest with `make guest`") }
+        let snapshots = (try? controller.offlineSnapshots().list())?.count ?? 0
+        if fileExists(lab.runtimePath) {
+            try confirm("Reset \(Lab.runtimeName) to the golden image? Its changes and \(snapshots) snapshot(s) move to \(Lab.undoName) (one undo step, `labrun reset --undo`).", a.flag("yes"))
+            do { try renameFile(lab.runtimePath, lab.undoPath) } catch { throw error.asLabrunError }
+        }
+        do {
+            _ = try controller.ensureRuntimeLayer()
+        } catch {
+            // Put the old layer back rather than leave the lab without one.
+            if fileExists(lab.undoPath) && !fileExists(lab.runtimePath) { try? renameFile(lab.undoPath, lab.runtimePath) }
+            throw error
+        }
+        try controller.setPendingResume(nil)
+        say("reset: a fresh \(Lab.runtimeName) on the golden image" + (fileExists(lab.undoPath) ? "; the previous one is kept as \(Lab.undoName) (`labrun reset --undo`)" : ""))
+        return 0
+    }
+
+    /// Asks y/N on a terminal; without one, --yes is required.
+    static func confirm(_ question: String, _ yes: Bool) throws(LabrunError) {
+        if yes { return }
+        guard FileDescriptor.standardInput.isTerminal else {
+            throw LabrunError("not confirmed: pass --yes to do this without a terminal")
+        }
+        try? FileDescriptor.standardError.writeAll(question + " [y/N] ")
+        var answer: [UInt8] = []
+        while case .success(let b) = FileDescriptor.standardInput.read(upTo: 1), let c = b.first, c != 0x0A { answer.append(c) }
+        let text = String(decoding: answer, as: UTF8.self).trimmed.lowercased()
+        guard text == "y" || text == "yes" else { throw LabrunError("not confirmed: nothing changed") }
+    }
+
+    static func info(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
+        let a = try ArgumentSpec(flags: ["json"]).parse(args, command: "info")
+        let controller = try context.controller()
+        try controller.requireRuntime()
+        let img = try controller.qemuImg()
+        var snapshots: [SnapshotInfo]
+        let running: Bool
+        let chain: ImageChain
+        switch try controller.route(for: "read the image chain") {
+        case .live(let fd):
+            running = true
+            // The chain's metadata is read-only and safe to read shared; the snapshot list
+            // comes from the running QEMU itself.
+            snapshots = try controller.send(ControlRequest(.snapshotList), over: fd).snapshots ?? []
+            chain = try img.chain(controller.lab.runtimePath, shareLocks: true)
+        case .offline:
+            running = false
+            chain = try img.chain(controller.lab.runtimePath)
+            snapshots = chain.top.snapshots
+        }
+        if a.flag("json") {
+            struct Out: Encodable { var lab: String; var running: Bool; var chain: [ImageInfo]; var snapshots: [SnapshotInfo] }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let data = (try? encoder.encode(Out(lab: controller.lab.root, running: running, chain: chain.layers, snapshots: snapshots))) ?? Data()
+            say(String(decoding: data, as: UTF8.self))
+            return 0
+        }
+        say("lab: \(controller.lab.root) (VM \(running ? "running" : "stopped"))")
+        let roles = ["runtime", "golden", "base"]
+        for (i, layer) in chain.layers.enumerated() {
+            let role = i < roles.count ? roles[i] : "layer \(i + 1)"
+            var line = "  \(role.padding(toLength: 8))\(layer.filename)  \(layer.format), virtual \(formatBytes(layer.virtualSize))"
+            if let used = layer.actualSize { line += ", on disk \(formatBytes(used))" }
+            if let backing = layer.backingFilename { line += ", backed by \(backing)" }
+            say(line)
+        }
+        say("snapshots (in \(Lab.runtimeName)):")
+        say(SnapshotTable.render(snapshots).split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
+        if let resume = controller.pendingResume, !running { say("the next boot resumes from snapshot '\(resume)'") }
+        return 0
+    }
+
+    static func check(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
+        let a = try ArgumentSpec(flags: ["repair"]).parse(args, command: "check")
+        let controller = try context.controller()
+        try controller.requireRuntime()
+        if case .live(let fd) = try controller.route(for: "check the runtime image") {
+            fd.close()
+            throw LabrunError("the VM is running: stop it first (`labrun stop`); checking an image in use gives false reports")
+        }
+        let result = try controller.qemuImg().check(controller.lab.runtimePath, repair: a.flag("repair"))
+        say("\(Lab.runtimeName): \(result.explanation)")
+        switch result.status {
+        case .clean: return 0
+        case .leaks: return 3
+        case .corrupt: return 2
+        default: return 1
+        }
+    }
+
+    static func status(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
+        let a = try ArgumentSpec(flags: ["json"]).parse(args, command: "status")
+        let controller = try context.controller()
+        struct Stopped: Encodable { var lab: String; var running = false; var runDirectory: String; var resume: String? }
+        if let fd = ControlClient.connect(controller.run.controlSocket) {
+            let r = try controller.send(ControlRequest(.status), over: fd)
+            guard let st = r.status else { throw LabrunError("the supervisor sent no status") }
+            if a.flag("json") {
+                struct Running: Encodable { var running = true; var status: SupervisorStatus }
+                say(encodeJSON(Running(status: st)))
+            } else {
+                say("running: \(st.lab)")
+                say("  QEMU pid \(st.qemuPid) (labrun pid \(st.supervisorPid)), \(st.runState), \(st.accelerator), up \(Messages.formatSeconds(st.uptimeSeconds))")
+                say("  run directory \(st.runDirectory)")
+                if let s = st.shared { say("  shared folder \(s) at /mnt") }
+                if let p = st.gdbPort { say("  gdb stub 127.0.0.1:\(p)") }
+            }
+            return 0
+        }
+        if let dead = controller.cleanStaleRunDirectory(), dead > 0 {
+            printError("cleaned up after a labrun (pid \(dead)) that ended without shutting down")
+        }
+        if a.flag("json") {
+            say(encodeJSON(Stopped(lab: controller.lab.root, runDirectory: controller.run.path, resume: controller.pendingResume)))
+        } else {
+            say("stopped: \(controller.lab.root)")
+            say("  run directory \(controller.run.path)")
+            if let locked = ImageLock.firstLocked(paths: controller.layerPaths) {
+                say("  but \(locked.path) is in use by " + (locked.holders.map(\.description).joined(separator: ", ").nonEmpty ?? "another process"))
+            }
+            if let r = controller.pendingResume { say("  the next boot resumes from snapshot '\(r)'") }
+        }
+        return 0
+    }
+
+    static func stop(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
+        _ = try ArgumentSpec().parse(args, command: "stop")
+        let controller = try context.controller()
+        guard let fd = ControlClient.connect(controller.run.controlSocket) else {
+            controller.cleanStaleRunDirectory()
+            say("the VM is not running")
+            return 0
+        }
+        try controller.stopRunning(over: fd)
+        say("the VM was shut down")
+        return 0
+    }
+
+    static func initLab(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
+        let a = try ArgumentSpec(flags: ["force"], options: ["arch"], positionals: 1...1).parse(args, command: "init")
+        let source = try context.controller().lab
+        let target = absolutePath(a.positionals[0])
+        let arch = try a.option("arch").map { (v: String) throws(LabrunError) -> Architecture in
+            guard let x = Architecture(rawValue: v) else { throw .usage("--arch \(v): expected x86_64 or aarch64") }
+            return x
+        } ?? source.config.arch
+        guard arch == source.config.arch else {
+            throw LabrunError("this lab's guest is \(source.config.arch.rawValue); an \(arch.rawValue) lab needs an \(arch.rawValue) guest build (not available yet)")
+        }
+        guard fileExists(source.goldenPath), fileExists(source.kernelPath) else {
+            throw LabrunError("the source lab \(source.root) has no built guest: run `make guest` there first")
+        }
+        if fileExists(target + "/" + Lab.runtimeName) && !a.flag("force") {
+            throw LabrunError("\(target) already holds a lab; use --force to replace its runtime layer")
+        }
+        guard makeDirectory(target), makeDirectory(target + "/shared") else { throw LabrunError("cannot create \(target)") }
+        let lab = Lab(root: realPath(target) ?? target, config: LabConfig())
+        let runtime = lab.runtimePath
+        if fileExists(runtime) { removeFile(runtime) }
+        try QemuImg().createOverlay(path: runtime, backing: realPath(source.goldenPath) ?? source.goldenPath, backingFormat: "qcow2")
+        var conf = "# labrun lab created from \(source.root)\n"
+        conf += "arch = \(arch.rawValue)\n"
+        conf += "golden = \(realPath(source.goldenPath) ?? source.goldenPath)\n"
+        conf += "kernel = \(realPath(source.kernelPath) ?? source.kernelPath)\n"
+        if let initrd = source.initrdPath { conf += "initrd = \(realPath(initrd) ?? initrd)\n" }
+        conf += "mem = \(source.config.memoryMiB)\ncpus = \(source.config.cpus)\n"
+        do { try conf.write(toFile: lab.root + "/lab.conf") } catch { throw error.asLabrunError }
+        say("created lab \(lab.root): its runtime layer is backed by \(source.goldenPath); boot it with `labrun --lab \(lab.root) boot`")
+        return 0
+    }
+
+    static func encodeJSON(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
+    }
+}
+
+extension String {
+    var nonEmpty: String? { isEmpty ? nil : self }
+}

@@ -1,0 +1,35 @@
+import FoundationEssentials
+
+/// The short-lived, blocking client side: `labrun snapshot create NAME` in another terminal.
+public enum ControlClient {
+    /// Connects to a supervisor's control socket; nil when nobody answers there.
+    public static func connect(_ path: String) -> FileDescriptor? {
+        try? UnixSocket.connect(path: path)
+    }
+
+    /// Sends one request and returns the final response; progress lines go to `progress`.
+    public static func send(_ request: ControlRequest, on fd: FileDescriptor, timeout: Int = 600,
+                            progress: (String) -> Void = { _ in }) throws(LabrunError) -> ControlResponse {
+        defer { fd.close() }
+        UnixSocket.setReceiveTimeout(fd, seconds: timeout)
+        do { try fd.writeAll(request.encodedLine()) } catch { throw LabrunError("the supervisor closed the control connection: \(error.errno)") }
+        var lines = LineBuffer(limit: 64 << 20)
+        while true {
+            switch fd.read() {
+            case .success(let bytes) where !bytes.isEmpty:
+                guard let got = try? lines.append(bytes) else { throw LabrunError("oversized reply from the supervisor") }
+                for line in got {
+                    guard let r = try? JSONDecoder().decode(ControlResponse.self, from: Data(line)) else {
+                        throw LabrunError("malformed reply from the supervisor")
+                    }
+                    if !r.final { progress(r.message ?? ""); continue }
+                    return r
+                }
+            case .failure(.wouldBlock):
+                throw LabrunError("no answer from the supervisor in \(timeout) s; check `labrun status`")
+            default:
+                throw LabrunError("the supervisor closed the connection before answering (did the VM stop?)")
+            }
+        }
+    }
+}

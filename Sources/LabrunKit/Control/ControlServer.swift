@@ -1,0 +1,119 @@
+import Glibc
+
+/// The supervisor's side of the control socket, driven by the supervisor's poll loop:
+/// it accepts, checks the peer's uid, reads one request line per connection, and writes
+/// responses as the socket takes them. It knows nothing of what requests do.
+public final class ControlServer {
+    public typealias ConnectionID = Int32
+
+    public let listener: FileDescriptor
+    public let path: String
+    /// Called with each well-formed request; answer with `respond`.
+    public var onRequest: ((ConnectionID, ControlRequest) -> Void)?
+
+    private struct Connection {
+        var fd: FileDescriptor
+        var lines = LineBuffer(limit: ControlProtocol.maxRequestBytes)
+        var outbox: [UInt8] = []
+        var gotRequest = false
+        var closing = false
+    }
+    private var connections: [ConnectionID: Connection] = [:]
+    private let allowedUID: uid_t
+
+    public init(path: String) throws(SystemCallError) {
+        self.path = path
+        listener = try UnixSocket.listen(path: path, mode: 0o600)
+        allowedUID = getuid()
+    }
+
+    /// Descriptors to poll: (fd, wants write).
+    public var pollInterests: [(FileDescriptor, Bool)] {
+        [(listener, false)] + connections.values.map { ($0.fd, !$0.outbox.isEmpty) }
+    }
+
+    public func owns(_ fd: FileDescriptor) -> Bool { fd == listener || connections[fd.rawValue] != nil }
+
+    public func handle(_ fd: FileDescriptor, _ readiness: Readiness) {
+        if fd == listener {
+            while let c = UnixSocket.accept(listener) { admit(c) }
+            return
+        }
+        guard connections[fd.rawValue] != nil else { return }
+        if readiness.writable { flush(fd.rawValue) }
+        if readiness.readable || readiness.hangup { read(fd.rawValue) }
+    }
+
+    private func admit(_ fd: FileDescriptor) {
+        connections[fd.rawValue] = Connection(fd: fd)
+        guard let peer = UnixSocket.peerCredentials(fd), peer.uid == allowedUID || peer.uid == 0 else {
+            respond(fd.rawValue, .failure(LabrunError("permission denied: this lab's supervisor belongs to another user")))
+            return
+        }
+    }
+
+    private func read(_ id: ConnectionID) {
+        guard var c = connections[id] else { return }
+        while true {
+            switch c.fd.read(upTo: 16384) {
+            case .success(let bytes) where !bytes.isEmpty:
+                guard !c.gotRequest, !c.closing else { continue }
+                do {
+                    let lines = try c.lines.append(bytes)
+                    if let line = lines.first {
+                        c.gotRequest = true
+                        connections[id] = c
+                        switch ControlRequest.decode(line) {
+                        case .success(let request): onRequest?(id, request)
+                        case .failure(let error): respond(id, .failure(error))
+                        }
+                        c = connections[id] ?? c
+                    }
+                } catch {
+                    connections[id] = c
+                    respond(id, .failure(LabrunError("control request longer than \(ControlProtocol.maxRequestBytes) bytes: refused")))
+                    c = connections[id] ?? c
+                }
+            case .failure(.wouldBlock):
+                connections[id] = c
+                return
+            default:
+                // Peer closed: drop the connection (a pending request still completes; its reply is discarded).
+                drop(id)
+                return
+            }
+        }
+    }
+
+    /// Queues a response; a final one closes the connection once written.
+    public func respond(_ id: ConnectionID, _ response: ControlResponse) {
+        guard var c = connections[id] else { return }
+        c.outbox += response.encodedLine()
+        if response.final { c.closing = true }
+        connections[id] = c
+        flush(id)
+    }
+
+    private func flush(_ id: ConnectionID) {
+        guard var c = connections[id] else { return }
+        if !c.outbox.isEmpty {
+            switch c.fd.write(c.outbox) {
+            case .success(let n): c.outbox.removeFirst(n)
+            case .failure(.wouldBlock): break
+            case .failure: drop(id); return
+            }
+        }
+        connections[id] = c
+        if c.outbox.isEmpty && c.closing { drop(id) }
+    }
+
+    private func drop(_ id: ConnectionID) {
+        connections.removeValue(forKey: id)?.fd.close()
+    }
+
+    public func close() {
+        for id in connections.keys { drop(id) }
+        listener.close()
+        unlink(path)
+    }
+}

@@ -1,0 +1,109 @@
+import Glibc
+
+/// A lab directory: its three image layers, the kernel it boots, its shared folder, its
+/// settings and its run directory. Every command goes through one of these.
+public struct Lab: Sendable {
+    public static let baseName = "debian-rootfs-base.img"
+    public static let goldenName = "debian-rootfs.qcow2"
+    public static let runtimeName = "debian-runtime.qcow2"
+    public static let undoName = "debian-runtime.qcow2.undo"
+
+    public let root: String
+    public let config: LabConfig
+
+    public init(root: String, config: LabConfig) {
+        self.root = root
+        self.config = config
+    }
+
+    /// Opens the lab at `root` (reading lab.conf if present).
+    public static func open(_ root: String) throws(LabrunError) -> Lab {
+        let absolute = absolutePath(root)
+        var isDir = stat()
+        guard stat(absolute, &isDir) == 0, (isDir.st_mode & S_IFMT) == S_IFDIR else {
+            throw LabrunError("lab directory \(absolute) does not exist; create one with `labrun init DIR`")
+        }
+        let canonical = realPath(absolute) ?? absolute
+        var config = LabConfig()
+        let confPath = canonical + "/lab.conf"
+        if access(confPath, F_OK) == 0 {
+            guard let bytes = readSmallFile(confPath, limit: 256 * 1024) else {
+                throw LabrunError("cannot read \(confPath)")
+            }
+            guard let text = String(validating: bytes, as: UTF8.self), !bytes.contains(0) else {
+                throw LabrunError("\(confPath) is not a text file; fix or delete it")
+            }
+            config = try LabConfig.parse(text, file: confPath)
+        }
+        return Lab(root: canonical, config: config)
+    }
+
+    /// The lab to use: --lab, else LABRUN_LAB, else the nearest directory upwards from the
+    /// current one that holds a lab (lab.conf or a lab image), else the current directory.
+    public static func locate(explicit: String?) throws(LabrunError) -> Lab {
+        if let explicit { return try open(explicit) }
+        if let env = getenv("LABRUN_LAB").map({ String(cString: $0) }), !env.isEmpty { return try open(env) }
+        let cwd = currentDirectory()
+        var dir = cwd
+        while true {
+            for marker in ["lab.conf", goldenName, runtimeName] where access(dir + "/" + marker, F_OK) == 0 {
+                return try open(dir)
+            }
+            if dir == "/" || dir.isEmpty { break }
+            dir = parentDirectory(dir)
+        }
+        return try open(cwd)
+    }
+
+    public var basePath: String { root + "/" + Lab.baseName }
+    public var goldenPath: String { resolve(config.golden) ?? root + "/" + Lab.goldenName }
+    public var runtimePath: String { root + "/" + Lab.runtimeName }
+    public var undoPath: String { root + "/" + Lab.undoName }
+    public var sharedPath: String { resolve(config.shared) ?? root + "/shared" }
+    public var guestBuildDirectory: String { root + "/guest-build" }
+
+    /// The kernel: lab.conf's, else the built default guest's vmlinux (fast under TCG), else vmlinuz.
+    public var kernelPath: String {
+        if let k = resolve(config.kernel) { return k }
+        let vmlinux = guestBuildDirectory + "/vmlinux"
+        return access(vmlinux, R_OK) == 0 ? vmlinux : guestBuildDirectory + "/vmlinuz"
+    }
+    public var initrdPath: String? {
+        if let i = resolve(config.initrd) { return i }
+        let def = guestBuildDirectory + "/initrd.img"
+        return access(def, R_OK) == 0 || config.kernel == nil ? def : nil
+    }
+
+    /// A path from lab.conf: relative ones are relative to the lab.
+    public func resolve(_ path: String?) -> String? {
+        guard let path, !path.isEmpty else { return nil }
+        return path.hasPrefix("/") ? path : root + "/" + path
+    }
+
+    public var runDirectory: RunDirectory { RunDirectory(lab: root) }
+}
+
+func absolutePath(_ p: String) -> String {
+    p.hasPrefix("/") ? p : currentDirectory() + "/" + p
+}
+
+func currentDirectory() -> String {
+    var buf = [CChar](repeating: 0, count: 4096)
+    guard getcwd(&buf, buf.count) != nil else { return "." }
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func parentDirectory(_ p: String) -> String {
+    guard let slash = p.lastIndex(of: "/") else { return "/" }
+    let parent = String(p[..<slash])
+    return parent.isEmpty ? "/" : parent
+}
+
+/// realpath(3), or nil when the path does not exist.
+public func realPath(_ p: String) -> String? {
+    guard let r = realpath(p, nil) else { return nil }
+    defer { free(r) }
+    return String(cString: r)
+}
+
+public func fileExists(_ p: String) -> Bool { access(p, F_OK) == 0 }

@@ -1,0 +1,74 @@
+/// Which accelerator QEMU uses.
+public enum Accelerator: String, Sendable, CaseIterable {
+    case auto, kvm, tcg
+}
+
+/// The guest architecture of a lab.
+public enum Architecture: String, Sendable, CaseIterable {
+    case x86_64, aarch64
+}
+
+/// `lab.conf`: optional `key = value` lines; `#` starts a comment. Unknown keys and bad
+/// values are errors that name the line, so a typo never silently changes the VM.
+public struct LabConfig: Equatable, Sendable {
+    public var memoryMiB: Int = 256
+    public var cpus: Int = 1
+    public var accel: Accelerator = .auto
+    public var arch: Architecture = .x86_64
+    public var kernel: String?
+    public var initrd: String?
+    public var append: String?
+    public var qemu: String?
+    public var golden: String?
+    public var gdbPort: Int = 1234
+    public var sshPort: Int?
+    public var shared: String?
+
+    public init() {}
+
+    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "gdb_port", "ssh_port", "shared"]
+
+    public static func parse(_ text: String, file: String = "lab.conf") throws(LabrunError) -> LabConfig {
+        var c = LabConfig()
+        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmed
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard let eq = line.firstIndex(of: "=") else {
+                throw LabrunError("\(file):\(n + 1): expected `key = value`, got \"\(line.prefix(60))\"")
+            }
+            let key = line[..<eq].trimmed
+            let value = line[line.index(after: eq)...].trimmed
+            func bad(_ what: String) -> LabrunError { LabrunError("\(file):\(n + 1): \(key) = \(value.prefix(60)): \(what)") }
+            guard !value.isEmpty else { throw bad("empty value") }
+            switch key {
+            case "mem": guard let m = parseMemory(value) else { throw bad("expected MiB, like 256, 512M or 1G") }; c.memoryMiB = m
+            case "cpus": guard let n = Int(value), (1...64).contains(n) else { throw bad("expected 1 to 64") }; c.cpus = n
+            case "accel": guard let a = Accelerator(rawValue: value) else { throw bad("expected auto, kvm or tcg") }; c.accel = a
+            case "arch": guard let a = Architecture(rawValue: value) else { throw bad("expected x86_64 or aarch64") }; c.arch = a
+            case "kernel": c.kernel = value
+            case "initrd": c.initrd = value
+            case "append": c.append = value
+            case "qemu": c.qemu = value
+            case "golden": c.golden = value
+            case "shared": c.shared = value
+            case "gdb_port": guard let p = Int(value), (1...65535).contains(p) else { throw bad("expected a port 1-65535") }; c.gdbPort = p
+            case "ssh_port": guard let p = Int(value), (1...65535).contains(p) else { throw bad("expected a port 1-65535") }; c.sshPort = p
+            default: throw LabrunError("\(file):\(n + 1): unknown key \"\(key.prefix(40))\" (known: \(keys.joined(separator: ", ")))")
+            }
+        }
+        return c
+    }
+
+    /// "256", "256M", "256MiB", "1G", "1GiB" → MiB.
+    public static func parseMemory(_ s: String) -> Int? {
+        var digits = s.uppercased()
+        var factor = 1
+        for (suffix, f) in [("GIB", 1024), ("GB", 1024), ("G", 1024), ("MIB", 1), ("MB", 1), ("M", 1)] where digits.hasSuffix(suffix) {
+            digits = String(digits.dropLast(suffix.count))
+            factor = f
+            break
+        }
+        guard let n = Int(digits), n > 0, n * factor >= 64, n * factor <= 1 << 20 else { return nil }
+        return n * factor
+    }
+}

@@ -1,0 +1,120 @@
+import Glibc
+
+/// Where a command goes (ARCHITECTURE.md, "The routing decision").
+public enum Route {
+    /// A supervisor answers on the control socket: act through it (QMP).
+    case live(FileDescriptor)
+    /// Nobody holds the images: act on them with qemu-img.
+    case offline
+}
+
+/// The facade every command goes through: finds out whether the VM runs, cleans up after a
+/// supervisor that died, and refuses when someone else's QEMU holds the images.
+public struct LabController {
+    public let lab: Lab
+    public var run: RunDirectory { lab.runDirectory }
+
+    public init(lab: Lab) { self.lab = lab }
+
+    /// The image layers, top to bottom, that exist.
+    public var layerPaths: [String] {
+        [lab.runtimePath, lab.goldenPath, lab.basePath].filter(fileExists)
+    }
+
+    /// 1. a supervisor answers → live; 2. a layer is locked by another process → refuse,
+    /// naming it; 3. offline. `action` completes "cannot …" in the refusal.
+    public func route(for action: String) throws(LabrunError) -> Route {
+        if let fd = ControlClient.connect(run.controlSocket) { return .live(fd) }
+        cleanStaleRunDirectory()
+        try ImageLock.requireUnlocked(layerPaths, action: action)
+        return .offline
+    }
+
+    /// True when a supervisor answers for this lab.
+    public var isRunning: Bool {
+        guard let fd = ControlClient.connect(run.controlSocket) else { return false }
+        fd.close()
+        return true
+    }
+
+    /// A supervisor killed with SIGKILL leaves its sockets and pid file behind: remove them
+    /// when nobody answers and the recorded pid is gone. Returns the dead pid when it cleaned.
+    @discardableResult
+    public func cleanStaleRunDirectory() -> pid_t? {
+        guard fileExists(run.controlSocket) || fileExists(run.pidFile) else { return nil }
+        let pid = run.readPid()
+        if let pid, pid > 0, kill(pid, 0) == 0, isLabrun(pid) { return nil }
+        run.cleanStale()
+        return pid ?? 0
+    }
+
+    private func isLabrun(_ pid: pid_t) -> Bool {
+        guard let exe = realPath("/proc/\(pid)/exe") else { return true }
+        return exe.hasSuffix("/labrun")
+    }
+
+    /// Sends one request to the running supervisor; progress lines go to stderr.
+    public func send(_ request: ControlRequest, over fd: FileDescriptor) throws(LabrunError) -> ControlResponse {
+        let r = try ControlClient.send(request, on: fd) { line in
+            try? FileDescriptor.standardError.writeAll("labrun: \(line)\n")
+        }
+        if !r.ok { throw LabrunError(r.message ?? "the supervisor refused the request", exitCode: r.exitCode ?? 1) }
+        return r
+    }
+
+    public func qemuImg() throws(LabrunError) -> QemuImg { try QemuImg() }
+
+    public func offlineSnapshots() throws(LabrunError) -> OfflineSnapshots {
+        try requireRuntime()
+        return OfflineSnapshots(qemuImg: try qemuImg(), image: lab.runtimePath)
+    }
+
+    public func requireRuntime() throws(LabrunError) {
+        guard fileExists(lab.runtimePath) else {
+            if fileExists(lab.goldenPath) {
+                throw LabrunError("\(lab.runtimePath) does not exist yet: `labrun boot` creates it (or `labrun reset --yes`)")
+            }
+            throw LabrunError("no lab images in \(lab.root): build the default guest with `make guest`")
+        }
+    }
+
+    /// Creates the runtime layer on the golden image when it is missing, with a relative
+    /// backing path when both sit in the lab (so the lab can move).
+    public func ensureRuntimeLayer() throws(LabrunError) -> Bool {
+        guard !fileExists(lab.runtimePath) else { return false }
+        guard fileExists(lab.goldenPath) else {
+            throw LabrunError("no golden image at \(lab.goldenPath): build the default guest with `make guest`")
+        }
+        let backing = parentDirectory(lab.goldenPath) == lab.root ? Lab.goldenName : lab.goldenPath
+        try qemuImg().createOverlay(path: lab.runtimePath, backing: backing, backingFormat: "qcow2")
+        return true
+    }
+
+    /// The snapshot an offline restore asked the next boot to resume from.
+    public var pendingResume: String? {
+        guard let bytes = readSmallFile(run.resumeFile, limit: 1024) else { return nil }
+        let name = String(decoding: bytes, as: UTF8.self).trimmed
+        return name.isEmpty ? nil : name
+    }
+
+    public func setPendingResume(_ name: String?) throws(LabrunError) {
+        if let name {
+            try run.create()
+            do { try name.write(toFile: run.resumeFile) } catch { throw error.asLabrunError }
+        } else {
+            unlink(run.resumeFile)
+        }
+    }
+
+    /// Asks the running supervisor to stop and waits until it has gone (up to `seconds`).
+    public func stopRunning(over fd: FileDescriptor, seconds: Double = 20) throws(LabrunError) {
+        let pid = run.readPid()
+        _ = try send(ControlRequest(.stop), over: fd)
+        let deadline = monotonicSeconds() + seconds
+        while monotonicSeconds() < deadline {
+            if !isRunning, pid.map({ kill($0, 0) != 0 }) ?? true { return }
+            sleepSeconds(0.05)
+        }
+        throw LabrunError("the VM did not stop within \(Int(seconds)) s; see `labrun status`")
+    }
+}

@@ -1,0 +1,94 @@
+import Glibc
+
+/// Builds QEMU's command line for a lab, following ARCHITECTURE.md: stdio on labrun's pty via
+/// a plain `-chardev stdio,signal=off` (QEMU's own Ctrl-a mux is never used: its Ctrl-a s
+/// would commit the runtime overlay into the golden image), `-monitor none`, QMP and the human
+/// monitor on unix sockets in the run directory, disks as `-blockdev` with node names, and
+/// anything network-facing bound to 127.0.0.1 only.
+public struct QemuCommand: Sendable {
+    public static let runtimeNode = "runtime"
+    public static let consoleID = "console"
+
+    public let lab: Lab
+    public let options: BootOptions
+    public let accelerator: Accelerator
+
+    public init(lab: Lab, options: BootOptions, environment accelOverride: String? = getenv("LABRUN_ACCEL").map { String(cString: $0) }) throws(LabrunError) {
+        self.lab = lab
+        self.options = options
+        var accel = options.accel ?? lab.config.accel
+        if let env = accelOverride, !env.isEmpty {
+            guard let a = Accelerator(rawValue: env) else { throw LabrunError("LABRUN_ACCEL=\(env): expected auto, kvm or tcg") }
+            accel = a
+        }
+        if accel == .auto { accel = QemuCommand.kvmUsable(for: lab.config.arch) ? .kvm : .tcg }
+        accelerator = accel
+    }
+
+    /// KVM is used when /dev/kvm opens read-write and the guest has the host's architecture.
+    public static func kvmUsable(for arch: Architecture) -> Bool {
+        var u = utsname()
+        uname(&u)
+        let machine = withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard machine == arch.rawValue else { return false }
+        let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
+        if fd >= 0 { close(fd) }
+        return fd >= 0
+    }
+
+    public var memoryMiB: Int { options.memoryMiB ?? lab.config.memoryMiB }
+    public var cpus: Int { options.cpus ?? lab.config.cpus }
+    public var qemuBinary: String {
+        options.qemu ?? getenv("LABRUN_QEMU").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+            ?? lab.config.qemu ?? "qemu-system-\(lab.config.arch.rawValue)"
+    }
+    public var consoleDevice: String { lab.config.arch == .aarch64 ? "ttyAMA0" : "ttyS0" }
+    public var kernelAppend: String {
+        lab.config.append ?? "console=\(consoleDevice) quiet"
+    }
+
+    /// The argv (without the binary).
+    public func arguments(runDirectory run: RunDirectory) -> [String] {
+        var a: [String] = ["-name", "labrun", "-nodefaults", "-no-user-config", "-display", "none"]
+        switch lab.config.arch {
+        case .x86_64:
+            a += ["-machine", "pc"]
+            if accelerator == .kvm { a += ["-cpu", "host"] }
+        case .aarch64:
+            a += ["-machine", "virt", "-cpu", accelerator == .kvm ? "host" : "cortex-a57"]
+        }
+        a += ["-accel", accelerator.rawValue, "-m", "\(memoryMiB)", "-smp", "\(cpus)"]
+        a += ["-kernel", lab.kernelPath]
+        if let initrd = lab.initrdPath { a += ["-initrd", initrd] }
+        a += ["-append", kernelAppend]
+        // The runtime layer; QEMU opens its backing chain from the image header.
+        a += ["-blockdev", "driver=file,node-name=\(QemuCommand.runtimeNode)-file,filename=\(optValue(lab.runtimePath))",
+              "-blockdev", "driver=qcow2,node-name=\(QemuCommand.runtimeNode),file=\(QemuCommand.runtimeNode)-file",
+              "-device", "virtio-blk-pci,drive=\(QemuCommand.runtimeNode),id=disk0"]
+        // The guest's serial console on stdio (labrun's pty). signal=off: Ctrl-C goes to the guest.
+        a += ["-chardev", "stdio,id=\(QemuCommand.consoleID),signal=off",
+              "-serial", "chardev:\(QemuCommand.consoleID)",
+              "-monitor", "none"]
+        a += ["-chardev", "socket,id=qmp,path=\(optValue(run.qmpSocket)),server=on,wait=off",
+              "-mon", "chardev=qmp,mode=control",
+              "-chardev", "socket,id=hmp,path=\(optValue(run.hmpSocket)),server=on,wait=off",
+              "-mon", "chardev=hmp,mode=readline"]
+        if let shared = options.shared {
+            a += ["-fsdev", "local,id=hostshare,path=\(optValue(shared)),security_model=mapped-xattr",
+                  "-device", "virtio-9p-pci,fsdev=hostshare,mount_tag=hostshare"]
+        }
+        if let port = options.gdbPort {
+            a += ["-gdb", "tcp:127.0.0.1:\(port)"]
+        }
+        if options.waitForGdb { a += ["-S"] }
+        if let snap = options.loadSnapshot { a += ["-loadvm", snap] }
+        return a
+    }
+
+    public func spawnConfiguration(runDirectory run: RunDirectory) -> SpawnConfiguration {
+        SpawnConfiguration(executable: qemuBinary, arguments: arguments(runDirectory: run))
+    }
+}
+
+/// A value inside a QemuOpts string ("key=value,key=value"): commas are doubled.
+func optValue(_ s: String) -> String { s.replacingAll(",", with: ",,") }

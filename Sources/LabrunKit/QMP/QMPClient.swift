@@ -1,0 +1,134 @@
+import FoundationEssentials
+
+/// A QMP client driven by a poll loop: it never blocks. Commands get ids; replies are matched
+/// by id and handed to the command's completion; events go to `onEvent`. Commands issued
+/// before the capabilities handshake completes are queued and sent right after it.
+public final class QMPClient {
+    public typealias Completion = (Result<JSONValue, QMPError>) -> Void
+
+    public let fd: FileDescriptor
+    public private(set) var isReady = false
+    public private(set) var isClosed = false
+    public var onEvent: ((String, JSONValue?) -> Void)?
+    public var onReady: (() -> Void)?
+
+    private var lines = LineBuffer(limit: 16 << 20)
+    private var outbox: [UInt8] = []
+    private var queued: [(QMPCommand, Completion)] = []
+    private var pending: [Int: Completion] = [:]
+    private var nextId = 1
+
+    /// Takes a connected, non-blocking socket.
+    public init(fd: FileDescriptor) {
+        self.fd = fd
+    }
+
+    public var wantsWrite: Bool { !outbox.isEmpty }
+    public var hasPending: Bool { !pending.isEmpty || !queued.isEmpty }
+
+    /// Sends a command; `completion` runs from `handleReadable` when the reply arrives, or with
+    /// `.disconnected` if QEMU goes away first.
+    public func send(_ command: QMPCommand, _ completion: @escaping Completion = { _ in }) {
+        guard !isClosed else { return completion(.failure(.disconnected)) }
+        guard isReady else { return queued.append((command, completion)) }
+        enqueue(command, completion)
+    }
+
+    private func enqueue(_ command: QMPCommand, _ completion: @escaping Completion) {
+        var c = command
+        c.id = nextId
+        nextId += 1
+        pending[c.id] = completion
+        outbox += c.encodedLine()
+        flush()
+    }
+
+    /// Writes what the socket takes now.
+    public func flush() {
+        guard !outbox.isEmpty, !isClosed else { return }
+        switch fd.write(outbox) {
+        case .success(let n): outbox.removeFirst(n)
+        case .failure(.wouldBlock): break
+        case .failure: close()
+        }
+    }
+
+    /// Reads what is available and dispatches complete messages. Returns false once closed.
+    @discardableResult
+    public func handleReadable() -> Bool {
+        while !isClosed {
+            switch fd.read() {
+            case .success(let bytes) where !bytes.isEmpty:
+                guard let msgs = try? lines.append(bytes) else { close(); return false }
+                msgs.forEach(dispatch)
+            case .failure(.wouldBlock):
+                return true
+            default:
+                close()
+            }
+        }
+        return false
+    }
+
+    private func dispatch(_ line: [UInt8]) {
+        guard let message = try? QMPMessage.decode(line) else { return }
+        switch message {
+        case .greeting:
+            enqueue(.capabilities) { [weak self] result in
+                guard let self, case .success = result else { self?.close(); return }
+                self.isReady = true
+                let waiting = self.queued
+                self.queued.removeAll()
+                for (c, done) in waiting { self.enqueue(c, done) }
+                self.onReady?()
+            }
+        case .reply(let id, let result):
+            pending.removeValue(forKey: id)?(result)
+        case .event(let name, let data):
+            onEvent?(name, data)
+        case .unrecognized:
+            break
+        }
+    }
+
+    /// Closes the socket and fails every outstanding command.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        fd.close()
+        let waiting = pending.values.map { $0 } + queued.map { $0.1 }
+        pending.removeAll()
+        queued.removeAll()
+        waiting.forEach { $0(.failure(.disconnected)) }
+    }
+}
+
+extension QMPClient {
+    /// Connects to a QMP socket for blocking use outside a poll loop (tests, benchmarks, the
+    /// CLI): `execute` drives the client's own little loop until the reply.
+    public static func connect(path: String) throws(SystemCallError) -> QMPClient {
+        let fd = try UnixSocket.connect(path: path)
+        try fd.setNonBlocking(true)
+        return QMPClient(fd: fd)
+    }
+
+    /// Sends a command and waits for its reply (blocking; never inside the supervisor's loop).
+    public func execute(_ command: QMPCommand, timeout: Double = 60) throws(QMPError) -> JSONValue {
+        var result: Result<JSONValue, QMPError>?
+        send(command) { result = $0 }
+        let deadline = monotonicSeconds() + timeout
+        while result == nil {
+            let left = deadline - monotonicSeconds()
+            if left <= 0 { throw QMPError(errorClass: "labrun.Timeout", desc: "no reply from QEMU to \(command.execute) in \(Int(timeout)) s") }
+            var set = PollSet()
+            set.add(fd, read: true, write: wantsWrite)
+            let ready = (try? set.wait(timeout: Int32(min(left, 1) * 1000))) ?? [:]
+            if let r = ready[fd] {
+                if r.writable { flush() }
+                if r.readable || r.hangup { handleReadable() }
+            }
+            if isClosed && result == nil { result = .failure(.disconnected) }
+        }
+        return try result!.get()
+    }
+}

@@ -1,0 +1,62 @@
+import Glibc
+
+/// Where a lab's supervisor keeps its sockets and pid file: LAB/.labrun (mode 0700), unless
+/// a socket path there would exceed the 107-byte sun_path limit; then a short per-user path
+/// keyed by a hash of the lab's path, so every labrun command finds the same place.
+public struct RunDirectory: Sendable {
+    public let path: String
+
+    public init(lab: String) {
+        let local = lab + "/.labrun"
+        if (local + "/control.sock").utf8.count <= UnixSocket.maxPathLength {
+            path = local
+        } else {
+            let base = getenv("XDG_RUNTIME_DIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+                ?? "/tmp/labrun-\(getuid())"
+            path = base + "/labrun-" + fnv1a(lab)
+        }
+    }
+
+    public var controlSocket: String { path + "/control.sock" }
+    public var qmpSocket: String { path + "/qmp.sock" }
+    public var hmpSocket: String { path + "/hmp.sock" }
+    public var agentSocket: String { path + "/agent.sock" }
+    public var pidFile: String { path + "/pid" }
+    /// The snapshot an offline restore asked the next boot to resume from.
+    public var resumeFile: String { path + "/resume" }
+
+    /// Creates the directory (and a short-path parent) with mode 0700; refuses one owned by
+    /// someone else or open to others.
+    public func create() throws(LabrunError) {
+        for dir in [parentDirectory(path), path] where !dir.hasSuffix("/tmp") && dir != "/" {
+            if mkdir(dir, 0o700) != 0 && !fileExists(dir) {
+                throw LabrunError("cannot create run directory \(dir)")
+            }
+            if dir == path || dir.hasPrefix("/tmp/labrun-") {
+                var st = stat()
+                guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == getuid() else {
+                    throw LabrunError("run directory \(dir) is not a directory owned by you; remove it")
+                }
+                chmod(dir, 0o700)
+            }
+        }
+    }
+
+    /// Removes the sockets and pid file a dead supervisor left behind (keeps `resume`).
+    public func cleanStale() {
+        for f in [controlSocket, qmpSocket, hmpSocket, agentSocket, pidFile] { unlink(f) }
+    }
+
+    public func readPid() -> pid_t? {
+        guard let bytes = readSmallFile(pidFile, limit: 64) else { return nil }
+        return pid_t(String(decoding: bytes, as: UTF8.self).trimmed)
+    }
+}
+
+/// FNV-1a 64-bit, hex: a stable short key for a path.
+func fnv1a(_ s: String) -> String {
+    var h: UInt64 = 0xcbf29ce484222325
+    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+    let hex = String(h, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
+}

@@ -1,0 +1,113 @@
+import Glibc
+
+/// A raw file descriptor with the few operations labrun needs. Not owning: callers close.
+public struct FileDescriptor: RawRepresentable, Hashable, Sendable {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    public static let standardInput = FileDescriptor(rawValue: 0)
+    public static let standardOutput = FileDescriptor(rawValue: 1)
+    public static let standardError = FileDescriptor(rawValue: 2)
+
+    /// Opens a path. The corresponding C function is `open`.
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(SystemCallError) -> FileDescriptor {
+        let fd = try valueOrErrno { Glibc.open(path, flags | O_CLOEXEC, mode) }.get("open \(path)")
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// Reads up to `count` bytes; an empty array means end of file.
+    /// EAGAIN is returned as `.wouldBlock` for non-blocking descriptors.
+    /// The corresponding C function is `read`.
+    public func read(upTo count: Int = 65536) -> Result<[UInt8], Errno> {
+        var buffer = [UInt8](repeating: 0, count: count)
+        let result = buffer.withUnsafeMutableBytes { raw in
+            valueOrErrno { Glibc.read(rawValue, raw.baseAddress, count) }
+        }
+        return result.map { n in
+            buffer.removeSubrange(n...)
+            return buffer
+        }
+    }
+
+    /// Writes some of `bytes`; returns how many were written. The corresponding C function is `write`.
+    public func write(_ bytes: some Collection<UInt8>) -> Result<Int, Errno> {
+        let array = Array(bytes)
+        if array.isEmpty { return .success(0) }
+        return array.withUnsafeBytes { raw in
+            valueOrErrno { Glibc.write(rawValue, raw.baseAddress, raw.count) }
+        }
+    }
+
+    /// Writes every byte, looping over short writes and waiting out EAGAIN with poll.
+    public func writeAll(_ bytes: some Collection<UInt8>) throws(SystemCallError) {
+        var rest = Array(bytes)[...]
+        while !rest.isEmpty {
+            switch write(rest) {
+            case .success(let n): rest = rest.dropFirst(n)
+            case .failure(.wouldBlock):
+                var pfd = pollfd(fd: rawValue, events: Int16(POLLOUT), revents: 0)
+                _ = valueOrErrno { poll(&pfd, 1, 1000) }
+            case .failure(let err): throw SystemCallError(call: "write", errno: err)
+            }
+        }
+    }
+
+    public func writeAll(_ string: String) throws(SystemCallError) {
+        try writeAll(Array(string.utf8))
+    }
+
+    /// Closes the descriptor. Never retried on EINTR (Linux has already released it).
+    /// The corresponding C function is `close`.
+    public func close() {
+        _ = Glibc.close(rawValue)
+    }
+
+    /// Runs `body` and closes the descriptor on every path.
+    public func closeAfter<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        defer { close() }
+        return try body()
+    }
+
+    public func fileStatusFlags() throws(SystemCallError) -> Int32 {
+        try valueOrErrno { fcntl(rawValue, F_GETFL) }.get("fcntl F_GETFL")
+    }
+
+    public func setFileStatusFlags(_ flags: Int32) throws(SystemCallError) {
+        try nothingOrErrno { fcntl(rawValue, F_SETFL, flags) }.get("fcntl F_SETFL")
+    }
+
+    public func setNonBlocking(_ on: Bool) throws(SystemCallError) {
+        let flags = try fileStatusFlags()
+        let wanted = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK
+        if wanted != flags { try setFileStatusFlags(wanted) }
+    }
+
+    public func setCloseOnExec() throws(SystemCallError) {
+        try nothingOrErrno { fcntl(rawValue, F_SETFD, FD_CLOEXEC) }.get("fcntl F_SETFD")
+    }
+
+    public var isTerminal: Bool { isatty(rawValue) == 1 }
+
+    /// A pipe with both ends close-on-exec. The corresponding C function is `pipe`.
+    public static func pipe() throws(SystemCallError) -> (readEnd: FileDescriptor, writeEnd: FileDescriptor) {
+        var fds: [Int32] = [-1, -1]
+        try nothingOrErrno(retryOnInterrupt: false) { Glibc.pipe(&fds) }.get("pipe")
+        let ends = (readEnd: FileDescriptor(rawValue: fds[0]), writeEnd: FileDescriptor(rawValue: fds[1]))
+        // labrun spawns from one thread only, so setting FD_CLOEXEC right after is race-free.
+        try ends.readEnd.setCloseOnExec()
+        try ends.writeEnd.setCloseOnExec()
+        return ends
+    }
+}
+
+/// Reads a whole small file, or nil.
+public func readSmallFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+    guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return nil }
+    defer { fd.close() }
+    var out: [UInt8] = []
+    while out.count < limit {
+        guard case .success(let chunk) = fd.read(), !chunk.isEmpty else { break }
+        out += chunk
+    }
+    return out
+}

@@ -1,0 +1,49 @@
+import Glibc
+
+/// What a poll call reported for one descriptor.
+public struct Readiness: Sendable {
+    public let readable: Bool
+    public let writable: Bool
+    /// POLLHUP or POLLERR: the peer is gone (data may still be readable).
+    public let hangup: Bool
+    public let invalid: Bool
+}
+
+/// A set of descriptors and the events wanted on each, rebuilt for every wait.
+public struct PollSet {
+    private var fds: [pollfd] = []
+
+    public init() {}
+
+    public mutating func add(_ fd: FileDescriptor, read: Bool = true, write: Bool = false) {
+        var events: Int16 = 0
+        if read { events |= Int16(POLLIN) }
+        if write { events |= Int16(POLLOUT) }
+        fds.append(pollfd(fd: fd.rawValue, events: events, revents: 0))
+    }
+
+    /// Waits up to `timeout` milliseconds (-1 forever). EINTR returns no readiness: the
+    /// signal's byte is then waiting in the signal pipe. The corresponding C function is `poll`.
+    public mutating func wait(timeout: Int32) throws(SystemCallError) -> [FileDescriptor: Readiness] {
+        for i in fds.indices { fds[i].revents = 0 }
+        let count = fds.count
+        let result = fds.withUnsafeMutableBufferPointer { buffer in
+            valueOrErrno(retryOnInterrupt: false) { poll(buffer.baseAddress, nfds_t(count), timeout) }
+        }
+        switch result {
+        case .failure(.interrupted): return [:]
+        case .failure(let err): throw SystemCallError(call: "poll", errno: err)
+        case .success: break
+        }
+        var out: [FileDescriptor: Readiness] = [:]
+        for p in fds where p.revents != 0 {
+            let r = Int32(p.revents)
+            out[FileDescriptor(rawValue: p.fd)] = Readiness(
+                readable: r & Int32(POLLIN) != 0,
+                writable: r & Int32(POLLOUT) != 0,
+                hangup: r & (Int32(POLLHUP) | Int32(POLLERR)) != 0,
+                invalid: r & Int32(POLLNVAL) != 0)
+        }
+        return out
+    }
+}

@@ -1,0 +1,4 @@
+import Glibc
+import LabrunKit
+
+exit(LabrunCLI.main(Array(CommandLine.arguments.dropFirst())))
