@@ -24,6 +24,7 @@ extension LabrunCLI {
         if a.flag("debug") || a.flag("wait-gdb") || port != nil { options.gdbPort = port ?? lab.config.gdbPort }
         options.waitForGdb = a.flag("wait-gdb")
         options.loadSnapshot = controller.pendingResume
+        options.dryRun = a.flag("dry-run")
 
         let command = try QemuCommand(lab: lab, options: options)
         if a.flag("dry-run") {

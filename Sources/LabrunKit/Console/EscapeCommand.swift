@@ -37,8 +37,8 @@ public enum EscapeKeys {
         Entry(keys: "x", summary: "quit: shut the VM down (QMP quit) and leave labrun"),
         Entry(keys: "s", summary: "snapshot now: asks for a name (Enter accepts the default, Esc cancels)"),
         Entry(keys: "c", summary: "switch to the QEMU monitor, (qemu) prompt; Ctrl-a c again returns"),
-        Entry(keys: "i", summary: "status: QEMU pid, run state, run directory, snapshot count"),
-        Entry(keys: "b", summary: "send a break to the guest's serial console (Linux: SysRq; press the SysRq key next)"),
+        Entry(keys: "i", summary: "status: QEMU pid, run state, uptime, run directory"),
+        Entry(keys: "b", summary: "SysRq: the next key is sent as Alt-SysRq-KEY on the guest keyboard (h: help)"),
         Entry(keys: "h or ?", summary: "this help"),
         Entry(keys: "a or Ctrl-a", summary: "send one Ctrl-a to the guest"),
     ]
@@ -47,7 +47,7 @@ public enum EscapeKeys {
     public static var helpText: String {
         var lines = ["labrun escape keys: press Ctrl-a, then"]
         for e in table {
-            lines.append("  " + e.keys.padding(toLength: 12) + e.summary)
+            lines.append("  " + e.keys.padding(toLength: 13) + e.summary)
         }
         lines.append("Ctrl-C, Ctrl-Z and Ctrl-\\ go to the guest.")
         return lines.joined(separator: "\r\n") + "\r\n"

@@ -22,7 +22,8 @@ public struct LineEditor: Sendable {
         case 0x7F, 0x08:
             guard !text.isEmpty else { return .editing(echo: []) }
             // Erase a whole UTF-8 character: drop continuation bytes too.
-            repeat { text.removeLast() } while (text.last.map { $0 & 0xC0 == 0x80 } ?? false)
+            while let last = text.last, last & 0xC0 == 0x80 { text.removeLast() }
+            text.removeLast()
             return .editing(echo: [0x08, 0x20, 0x08])
         case 0x15:
             let n = String(decoding: text, as: UTF8.self).count

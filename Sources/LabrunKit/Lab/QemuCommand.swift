@@ -21,8 +21,21 @@ public struct QemuCommand: Sendable {
             guard let a = Accelerator(rawValue: env) else { throw LabrunError("LABRUN_ACCEL=\(env): expected auto, kvm or tcg") }
             accel = a
         }
-        if accel == .auto { accel = QemuCommand.kvmUsable(for: lab.config.arch) ? .kvm : .tcg }
+        if accel == .auto {
+            accel = QemuCommand.kvmUsable(for: lab.config.arch) && (lab.config.arch != .x86_64 || QemuCommand.probeKVM(options, lab)) ? .kvm : .tcg
+        }
         accelerator = accel
+    }
+
+    /// The KVM self-test (cached per host boot).
+    private static func probeKVM(_ options: BootOptions, _ lab: Lab) -> Bool {
+        KVMProbe.works(qemu: qemuBinary(options, lab), run: lab.runDirectory)
+    }
+
+    /// --qemu, else LABRUN_QEMU, else lab.conf's qemu, else qemu-system-ARCH on PATH.
+    static func qemuBinary(_ options: BootOptions, _ lab: Lab) -> String {
+        options.qemu ?? getenv("LABRUN_QEMU").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+            ?? lab.config.qemu ?? "qemu-system-\(lab.config.arch.rawValue)"
     }
 
     /// KVM is used when /dev/kvm opens read-write and the guest has the host's architecture.
@@ -38,10 +51,7 @@ public struct QemuCommand: Sendable {
 
     public var memoryMiB: Int { options.memoryMiB ?? lab.config.memoryMiB }
     public var cpus: Int { options.cpus ?? lab.config.cpus }
-    public var qemuBinary: String {
-        options.qemu ?? getenv("LABRUN_QEMU").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
-            ?? lab.config.qemu ?? "qemu-system-\(lab.config.arch.rawValue)"
-    }
+    public var qemuBinary: String { QemuCommand.qemuBinary(options, lab) }
     public var consoleDevice: String { lab.config.arch == .aarch64 ? "ttyAMA0" : "ttyS0" }
     public var kernelAppend: String {
         lab.config.append ?? "console=\(consoleDevice) quiet"

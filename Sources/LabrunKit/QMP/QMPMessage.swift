@@ -77,7 +77,7 @@ public enum HMPResult {
     public static func error(in output: String) -> String? {
         let trimmed = output.trimmed
         guard !trimmed.isEmpty else { return nil }
-        for line in trimmed.split(separator: "\n") where line.hasPrefix("Error:") {
+        for line in trimmed.split(whereSeparator: \.isNewline) where line.hasPrefix("Error:") {
             return String(line.dropFirst(6)).trimmed
         }
         return nil
