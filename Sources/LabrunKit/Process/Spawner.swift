@@ -81,7 +81,17 @@ public enum Spawner {
         try checkReturnCode("posix_spawnattr_init", posix_spawnattr_init(&attr))
         defer { posix_spawnattr_destroy(&attr) }
 
-        let ios = [config.standardInput, config.standardOutput, config.standardError]
+        // A source descriptor in 0...2 could be overwritten by an earlier dup2 onto that
+        // number (stdout = our fd 0 after stdin was replaced): move such sources above 2 first.
+        var temporaries: [FileDescriptor] = []
+        defer { temporaries.forEach { $0.close() } }
+        var ios = [config.standardInput, config.standardOutput, config.standardError]
+        for (target, io) in ios.enumerated() {
+            guard case .descriptor(let fd) = io, fd.rawValue <= 2, fd.rawValue != Int32(target) else { continue }
+            let moved = try valueOrErrno { fcntl(fd.rawValue, F_DUPFD_CLOEXEC, 3) }.get("fcntl F_DUPFD_CLOEXEC")
+            temporaries.append(FileDescriptor(rawValue: moved))
+            ios[target] = .descriptor(FileDescriptor(rawValue: moved))
+        }
         for (target, io) in ios.enumerated() {
             let t = Int32(target)
             switch io {
