@@ -53,6 +53,9 @@ extension LabrunCLI {
             if !fileExists(shared) { _ = makeDirectory(shared) }
             guard isDirectory(shared) else { throw LabrunError("shared folder \(shared) is not a directory") }
         }
+        if let port = options.gdbPort, !TCPPort.isFreeOnLoopback(port) {
+            throw LabrunError("gdb port 127.0.0.1:\(port) is in use (another VM's gdb stub?): pick another with --gdb-port PORT")
+        }
         try ImageLock.requireUnlocked(controller.layerPaths, action: "boot")
         if try controller.ensureRuntimeLayer() {
             printError("created the runtime layer \(Lab.runtimeName) on the golden image")

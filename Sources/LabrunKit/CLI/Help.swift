@@ -19,6 +19,7 @@ public enum Help {
       status                 is the VM running? QEMU pid, run directory (--json)
       stop                   shut the running VM down
       init DIR               create a new lab in DIR from this one's images
+      exec -- CMD [ARGS]     run a command in the running guest (through the guest agent)
 
     The same commands work whether the VM runs or not: labrun finds a running supervisor
     and acts through it, otherwise it works on the images directly with qemu-img.
@@ -49,7 +50,7 @@ public enum Help {
     """
 
     public static let snapshot = """
-    usage: labrun snapshot create NAME [--force]
+    usage: labrun snapshot create NAME [--force] [--disk-only]
            labrun snapshot restore NAME
            labrun snapshot list [--json]
            labrun snapshot delete NAME
@@ -58,6 +59,8 @@ public enum Help {
     snapshot IDs), no spaces or quotes, at most 255 bytes. create refuses an existing name
     unless --force. On a running VM a snapshot holds RAM, devices and disk; on a stopped one,
     the disk. Restoring a snapshot with VM state while stopped resumes it at the next boot.
+    With the shared folder mounted, labrun unmounts it in the guest around the snapshot (the
+    guest agent does it) and mounts it again after; --disk-only saves the disk alone, live.
     """
 
     public static let reset = """
@@ -97,6 +100,14 @@ public enum Help {
     Shuts the running VM down gracefully (QMP quit) and waits for it to end.
     """
 
+    public static let exec = """
+    usage: labrun exec [--timeout SECONDS] -- COMMAND [ARGS...]
+
+    Runs COMMAND in the running guest through the guest agent (a virtio-serial channel, not
+    your console), prints its output on stdout and stderr, and exits with its exit status.
+    --timeout kills it after SECONDS (exit 137).
+    """
+
     public static let initLab = """
     usage: labrun init DIR [--arch x86_64|aarch64] [--force]
 
@@ -114,6 +125,7 @@ public enum Help {
         case "status": status
         case "stop": stop
         case "init": initLab
+        case "exec": exec
         default: main
         }
     }

@@ -38,13 +38,14 @@ public enum LabrunCLI {
         args.removeFirst()
         if command == TerminalGuard.commandName { return TerminalGuard.runGuard(settings: args.first ?? "") }
         if command == "help" { print(Help.text(for: args.first ?? "")); return 0 }
-        if args.contains("--help") || args.contains("-h") {
+        let ownArgs = args.firstIndex(of: "--").map { Array(args[..<$0]) } ?? args
+        if ownArgs.contains("--help") || ownArgs.contains("-h") {
             guard knownCommands.contains(command) else { throw .usage("unknown command '\(command)'") }
             print(Help.text(for: command))
             return 0
         }
         // Options may also follow the command (`labrun boot --lab DIR`).
-        if let i = args.firstIndex(of: "--lab"), i + 1 < args.count, !args[..<i].contains("--") {
+        if let i = ownArgs.firstIndex(of: "--lab"), i + 1 < args.count {
             labDir = args[i + 1]
             args.removeSubrange(i...(i + 1))
         }
@@ -58,11 +59,12 @@ public enum LabrunCLI {
         case "status": return try status(args, context)
         case "stop": return try stop(args, context)
         case "init": return try initLab(args, context)
+        case "exec": return try exec(args, context)
         default: throw .usage("unknown command '\(command)'")
         }
     }
 
-    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "init", "help"]
+    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "init", "exec", "help"]
 
     /// What every command needs: the lab, opened lazily (so `--help` works anywhere).
     struct Context {

@@ -12,13 +12,13 @@ extension LabrunCLI {
     }
 
     static func snapshotCreate(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
-        let a = try ArgumentSpec(flags: ["force"], positionals: 1...1).parse(args, command: "snapshot create")
+        let a = try ArgumentSpec(flags: ["force", "disk-only"], positionals: 1...1).parse(args, command: "snapshot create")
         let name = a.positionals[0]
         try SnapshotName.validate(name)
         let controller = try context.controller()
         switch try controller.route(for: "create snapshot '\(name)'") {
         case .live(let fd):
-            let r = try controller.send(ControlRequest(.snapshotCreate, name: name, force: a.flag("force")), over: fd)
+            let r = try controller.send(ControlRequest(.snapshotCreate, name: name, force: a.flag("force"), diskOnly: a.flag("disk-only")), over: fd)
             say(r.message ?? Messages.created(r.snapshot, name: name, seconds: r.seconds ?? 0))
         case .offline:
             let started = monotonicSeconds()

@@ -9,7 +9,7 @@ public enum ControlClient {
 
     /// Sends one request and returns the final response; progress lines go to `progress`.
     public static func send(_ request: ControlRequest, on fd: FileDescriptor, timeout: Int = 600,
-                            progress: (String) -> Void = { _ in }) throws(LabrunError) -> ControlResponse {
+                            progress: (ControlResponse) -> Void = { _ in }) throws(LabrunError) -> ControlResponse {
         defer { fd.close() }
         UnixSocket.setReceiveTimeout(fd, seconds: timeout)
         do { try fd.writeAll(request.encodedLine()) } catch { throw LabrunError("the supervisor closed the control connection: \(error.errno)") }
@@ -22,7 +22,7 @@ public enum ControlClient {
                     guard let r = try? JSONDecoder().decode(ControlResponse.self, from: Data(line)) else {
                         throw LabrunError("malformed reply from the supervisor")
                     }
-                    if !r.final { progress(r.message ?? ""); continue }
+                    if !r.final { progress(r); continue }
                     return r
                 }
             case .failure(.wouldBlock):

@@ -17,6 +17,7 @@ public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case snapshotDelete = "snapshot.delete"
     case snapshotList = "snapshot.list"
     case stop
+    case exec
 }
 
 public struct ControlRequest: Codable, Equatable, Sendable {
@@ -25,13 +26,19 @@ public struct ControlRequest: Codable, Equatable, Sendable {
     public var name: String?
     public var force: Bool?
     public var diskOnly: Bool?
+    /// `exec`: the shell command line to run in the guest, and its time limit in seconds (0: none).
+    public var command: String?
+    public var timeout: Int?
 
-    public init(_ op: ControlOperation, name: String? = nil, force: Bool? = nil, diskOnly: Bool? = nil) {
+    public init(_ op: ControlOperation, name: String? = nil, force: Bool? = nil, diskOnly: Bool? = nil,
+                command: String? = nil, timeout: Int? = nil) {
         self.v = ControlProtocol.version
         self.op = op
         self.name = name
         self.force = force
         self.diskOnly = diskOnly
+        self.command = command
+        self.timeout = timeout
     }
 
     /// Decodes one line, with a one-line error for each way it can be wrong.
@@ -63,6 +70,8 @@ public struct SupervisorStatus: Codable, Equatable, Sendable {
     public var accelerator: String
     public var shared: String?
     public var gdbPort: Int?
+    /// The guest agent answers (exec, share handling around snapshots).
+    public var agent: Bool?
 }
 
 public struct ControlResponse: Codable, Equatable, Sendable {
@@ -77,6 +86,9 @@ public struct ControlResponse: Codable, Equatable, Sendable {
     public var snapshot: SnapshotInfo?
     public var status: SupervisorStatus?
     public var seconds: Double?
+    /// `exec` progress lines: output of the guest command, as it comes.
+    public var stdout: String?
+    public var stderr: String?
 
     public init() {}
 
@@ -101,7 +113,6 @@ public struct ControlResponse: Codable, Equatable, Sendable {
         return Array((try? encoder.encode(self)) ?? Data()) + [0x0A]
     }
 
-    public func encodedRequestLine() -> [UInt8] { encodedLine() }
 }
 
 extension ControlRequest {

@@ -53,10 +53,13 @@ public struct LabController {
         return exe.hasSuffix("/labrun")
     }
 
-    /// Sends one request to the running supervisor; progress lines go to stderr.
-    public func send(_ request: ControlRequest, over fd: FileDescriptor) throws(LabrunError) -> ControlResponse {
-        let r = try ControlClient.send(request, on: fd) { line in
-            try? FileDescriptor.standardError.writeAll("labrun: \(line)\n")
+    /// Sends one request to the running supervisor; progress messages go to stderr unless
+    /// `progress` handles them.
+    public func send(_ request: ControlRequest, over fd: FileDescriptor,
+                     progress: ((ControlResponse) -> Void)? = nil) throws(LabrunError) -> ControlResponse {
+        let r = try ControlClient.send(request, on: fd) { response in
+            if let progress { return progress(response) }
+            if let line = response.message { try? FileDescriptor.standardError.writeAll("labrun: \(line)\n") }
         }
         if !r.ok { throw LabrunError(r.message ?? "the supervisor refused the request", exitCode: r.exitCode ?? 1) }
         return r

@@ -83,6 +83,10 @@ public struct QemuCommand: Sendable {
               "-mon", "chardev=qmp,mode=control",
               "-chardev", "socket,id=hmp,path=\(optValue(run.hmpSocket)),server=on,wait=off",
               "-mon", "chardev=hmp,mode=readline"]
+        // The guest agent's own channel (never the user's console): a virtio-serial port.
+        a += ["-device", "virtio-serial-pci,id=vser0",
+              "-chardev", "socket,id=agent,path=\(optValue(run.agentSocket)),server=on,wait=off",
+              "-device", "virtserialport,bus=vser0.0,chardev=agent,name=\(GuestAgent.portName)"]
         if let shared = options.shared {
             a += ["-fsdev", "local,id=hostshare,path=\(optValue(shared)),security_model=mapped-xattr",
                   "-device", "virtio-9p-pci,fsdev=hostshare,mount_tag=hostshare"]

@@ -5,6 +5,9 @@
 /// silently overwrites on savevm and "succeeds" deleting a missing name.
 struct LiveSnapshots {
     let qmp: QMPClient
+    let agent: GuestAgent
+    /// The VM exports a 9p share: it may be mounted in the guest, which blocks savevm.
+    let shareExported: Bool
     typealias Done = (ControlResponse) -> Void
 
     /// The runtime layer's snapshots, from query-named-block-nodes (same keys as qemu-img's JSON).
@@ -56,21 +59,65 @@ struct LiveSnapshots {
         }
     }
 
-    func create(name: String, force: Bool, _ done: @escaping Done) {
+    func create(name: String, force: Bool, diskOnly: Bool = false, _ done: @escaping Done) {
         let started = monotonicSeconds()
         prepare(name, done) { existing in
             if existing.contains(where: { $0.name == name }) && !force { return done(.failure(Messages.exists(name))) }
-            // HMP savevm replaces a snapshot of the same name (that is what --force asked for).
-            human("savevm \(name)") { err in
+            let finish: (String?, String) -> Void = { err, note in
                 if let err { return done(.failure(LabrunError("snapshot '\(name)' not created: \(err)"))) }
                 let seconds = monotonicSeconds() - started
                 snapshots { r in
                     var resp = ControlResponse()
                     resp.snapshot = (try? r.get())?.last { $0.name == name }
                     resp.seconds = seconds
-                    resp.message = Messages.created(resp.snapshot, name: name, seconds: seconds)
+                    resp.message = Messages.created(resp.snapshot, name: name, seconds: seconds) + note
                     done(resp)
                 }
+            }
+            if diskOnly { return diskSnapshot(name, replacing: existing.contains { $0.name == name }) { finish($0, "; RAM was not saved") } }
+            withMigrationUnblocked { blocked, note in
+                if let blocked { return finish(blocked, "") }
+                // HMP savevm replaces a snapshot of the same name (that is what --force asked for).
+                human("savevm \(name)") { err in
+                    guard note != nil else { return finish(err, "") }
+                    agent.setShareMounted(true) { mountErr in
+                        finish(err, mountErr.map { "; /mnt could not be mounted again: \($0)" } ?? "; /mnt was unmounted in the guest around it")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A disk-only internal snapshot of the runtime layer (works live even when migration is blocked).
+    private func diskSnapshot(_ name: String, replacing: Bool, _ done: @escaping (String?) -> Void) {
+        let take = {
+            qmp.send(QMPCommand("blockdev-snapshot-internal-sync", ["device": .string(QemuCommand.runtimeNode), "name": .string(name)])) { r in
+                if case .failure(let e) = r { return done(e.desc) }
+                done(nil)
+            }
+        }
+        guard replacing else { return take() }
+        human("delvm \(name)") { err in
+            if let err { return done(err) }
+            take()
+        }
+    }
+
+    /// Runs `body` once savevm can work: with nothing blocking migration, at once; when the
+    /// only blocker is the mounted 9p share and the agent runs, after unmounting it (the
+    /// note then says to mount it again). Otherwise `body` gets QEMU's reason.
+    private func withMigrationUnblocked(_ body: @escaping (_ blocked: String?, _ unmounted: String?) -> Void) {
+        qmp.send(.queryMigrate) { r in
+            let reasons = ((try? r.get())?["blocked-reasons"]?.array ?? []).compactMap(\.string)
+            guard !reasons.isEmpty else { return body(nil, nil) }
+            let shareOnly = shareExported && reasons.allSatisfy { $0.contains("VirtFS") }
+            guard shareOnly else { return body(reasons.joined(separator: "; ") + (shareExported ? "; `--disk-only` takes a disk-only snapshot" : ""), nil) }
+            guard agent.isReady else {
+                return body("the shared folder is mounted at /mnt and the guest agent is not running to unmount it: `umount /mnt` in the guest, or use --disk-only", nil)
+            }
+            agent.setShareMounted(false) { why in
+                if let why { return body("\(why); leave /mnt (e.g. `cd /`) and try again, or use --disk-only", nil) }
+                body(nil, "unmounted")
             }
         }
     }
@@ -89,7 +136,12 @@ struct LiveSnapshots {
                     resp.snapshot = snap
                     resp.seconds = seconds
                     resp.message = Messages.restored(name: name, seconds: seconds, live: true, resumesVM: true)
-                    return done(resp)
+                    // Snapshots are taken with the share unmounted: mount it again.
+                    guard shareExported, agent.isReady else { return done(resp) }
+                    return agent.setShareMounted(true) { why in
+                        if let why { resp.message! += "; /mnt could not be mounted again: \(why)" }
+                        done(resp)
+                    }
                 }
                 // A failed loadvm leaves the VM paused (runstate restore-vm): resume it.
                 qmp.send(.queryStatus) { st in

@@ -48,6 +48,7 @@ public final class Supervisor {
     private var stderrLines = LineBuffer(limit: 64 * 1024)
     private var lastQemuError: String?
     private var qmp: QMPClient?
+    private let agent = GuestAgent()
     private var control: ControlServer!
     private var signals: SignalPipe!
     private var rawMode: RawMode?
@@ -146,6 +147,7 @@ public final class Supervisor {
     private func cleanUp() {
         if case .monitor(let fd) = mode { fd.close() }
         qmp?.close()
+        agent.close()
         control.close()
         signals.uninstall()
         screen.drain(seconds: 2)
@@ -172,6 +174,7 @@ public final class Supervisor {
             if screen.wantsWrite { set.add(screen.fd, read: false, write: true) }
             if let e = qemuStderr { set.add(e) }
             if let q = qmp, !q.isClosed { set.add(q.fd, read: true, write: q.wantsWrite) }
+            if let a = agent.fd { set.add(a, read: true, write: agent.wantsWrite) }
             if case .monitor(let m) = mode { set.add(m) }
             for (fd, w) in control.pollInterests { set.add(fd, read: true, write: w) }
 
@@ -186,6 +189,10 @@ public final class Supervisor {
             if let q = qmp, let r = ready[q.fd] {
                 if r.writable { q.flush() }
                 if r.readable || r.hangup { q.handleReadable() }
+            }
+            if let a = agent.fd, let r = ready[a] {
+                if r.writable { agent.flush() }
+                if r.readable || r.hangup { agent.handleReadable() }
             }
             if case .monitor(let m) = mode, let r = ready[m] { handleMonitorOutput(m, r) }
             for (fd, r) in ready where control.owns(fd) { control.handle(fd, r) }
@@ -409,7 +416,12 @@ public final class Supervisor {
     }
 
     private func connectQMPIfNeeded() {
-        guard qmp == nil, child.status == nil, let fd = try? UnixSocket.connect(path: run.qmpSocket) else { return }
+        guard child.status == nil else { return }
+        if agent.fd == nil, qmp != nil, let fd = try? UnixSocket.connect(path: run.agentSocket) {
+            try? fd.setNonBlocking(true)
+            agent.attach(fd)
+        }
+        guard qmp == nil, let fd = try? UnixSocket.connect(path: run.qmpSocket) else { return }
         try? fd.setNonBlocking(true)
         let client = QMPClient(fd: fd)
         client.onEvent = { [unowned self] name, data in self.event(name, data) }
@@ -500,7 +512,7 @@ public final class Supervisor {
             r.status = SupervisorStatus(lab: lab.root, runDirectory: run.path, supervisorPid: getpid(), qemuPid: child.pid,
                                         runState: runState, uptimeSeconds: monotonicSeconds() - startedAt,
                                         accelerator: command.accelerator.rawValue, shared: command.options.shared,
-                                        gdbPort: command.options.gdbPort)
+                                        gdbPort: command.options.gdbPort, agent: agent.isReady)
             r.message = statusLine()
             control.respond(id, r)
         case .stop:
@@ -509,8 +521,35 @@ public final class Supervisor {
             control.respond(id, r)
             screen.notice("`labrun stop` requested: shutting the VM down")
             beginQuit(.quit)
+        case .exec:
+            runInGuest(request, for: id)
         default:
             enqueue(Operation(origin: .control(id), request: request))
+        }
+    }
+
+    /// `labrun exec`: the command's output streams back as progress lines; the final
+    /// response carries its exit status.
+    private func runInGuest(_ request: ControlRequest, for id: ControlServer.ConnectionID) {
+        guard let line = request.command, !line.isEmpty else {
+            return control.respond(id, .failure(LabrunError("exec: no command given")))
+        }
+        agent.exec(line, timeout: request.timeout ?? 0) { [unowned self] event in
+            var r = ControlResponse.progress("")
+            r.message = nil
+            switch event {
+            case .stdout(let b): r.stdout = String(decoding: b, as: UTF8.self)
+            case .stderr(let b): r.stderr = String(decoding: b, as: UTF8.self)
+            case .exit(let code):
+                r = ControlResponse()
+                r.exitCode = code
+                if code == 137 && (request.timeout ?? 0) > 0 { r.message = "the command was killed after \(request.timeout!) s (--timeout)" }
+            case .failed(let why): r = .failure(LabrunError(why))
+            case .disconnected: r = .failure(LabrunError("the guest agent went away before the command finished"))
+            case .ok: return false
+            }
+            self.control.respond(id, r)
+            return r.final
         }
     }
 
@@ -528,7 +567,7 @@ public final class Supervisor {
         guard !operationRunning, let q = qmp, q.isReady, !operations.isEmpty, quitDeadline == nil else { return }
         let op = operations.removeFirst()
         operationRunning = true
-        let ops = LiveSnapshots(qmp: q)
+        let ops = LiveSnapshots(qmp: q, agent: agent, shareExported: command.options.shared != nil)
         let started = monotonicSeconds()
         let done: (ControlResponse) -> Void = { [unowned self] response in
             self.operationRunning = false
@@ -538,10 +577,10 @@ public final class Supervisor {
         let r = op.request
         switch r.op {
         case .snapshotList: ops.list(done)
-        case .snapshotCreate: ops.create(name: r.name ?? "", force: r.force ?? false, done)
+        case .snapshotCreate: ops.create(name: r.name ?? "", force: r.force ?? false, diskOnly: r.diskOnly ?? false, done)
         case .snapshotRestore: ops.restore(name: r.name ?? "", done)
         case .snapshotDelete: ops.delete(name: r.name ?? "", done)
-        case .status, .stop: done(ControlResponse())
+        case .status, .stop, .exec: done(ControlResponse())
         }
     }
 
