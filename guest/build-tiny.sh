@@ -1,0 +1,549 @@
+#!/usr/bin/env bash
+# build-tiny.sh — build labrun's tiny default Linux guest from Debian packages.
+#
+# Usage: guest/build-tiny.sh [--force] LABDIR
+#
+# Makes (names are relied upon by the Swift code):
+#   LABDIR/guest-build/vmlinux         ELF kernel (PVH entry: QEMU -kernel boots it without decompressing)
+#   LABDIR/guest-build/vmlinuz         Debian's original compressed kernel (fallback)
+#   LABDIR/guest-build/kernel-version  e.g. "6.1.0-56-amd64"
+#   LABDIR/guest-build/initrd.img      busybox + virtio/ext4/9p modules; /init mounts /dev/vda and switch_roots
+#   LABDIR/debian-rootfs-base.img      Layer 1: raw ext4, 256 MiB sparse, busybox userland
+#   LABDIR/debian-rootfs.qcow2         Layer 2: golden qcow2 overlay, backing file "debian-rootfs-base.img" (relative)
+# Work files: LABDIR/guest-build/cache (downloaded .deb, kept), LABDIR/guest-build/tmp.* (removed on exit).
+#
+# Idempotent: only what is missing (or stale because the kernel version changed) is built; --force rebuilds
+# everything (and picks the newest kernel again). Every artefact is written under a temporary name and
+# renamed into place, so an interrupted run never leaves a half-made file that a later run would trust.
+# Environment: LABRUN_GUEST_KVER=6.1.0-N-amd64 picks a specific kernel instead of the newest (used when
+# there is no kernel-version yet, or with --force).
+set -euo pipefail
+
+# ---------------------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------------------
+ROOTFS_SIZE=256M
+READY_LINE='labrun-guest: ready'
+# Modules the initrd loads, in dependency order (a build-time check verifies the order against the
+# modules' own "depends=" lists). Built-in ones are skipped. crc32c_generic: ext4's metadata_csum needs
+# crc32c, and TCG's default CPU has no SSE4.2 for crc32c-intel.
+INITRD_MODULES=(virtio_pci_modern_dev virtio_pci_legacy_dev virtio_ring virtio virtio_pci virtio_blk
+                crc32c_generic jbd2 mbcache crc16 ext4 9pnet 9pnet_virtio netfs fscache 9p virtio_console)
+# Modules copied into the rootfs's /lib/modules/KVER (plus everything they depend on). Debian's whole
+# module tree is ~390 MB and would not fit in the 256 MiB Layer 1, so only a useful virtual-machine subset.
+ROOTFS_MODULES=("${INITRD_MODULES[@]}" virtio_mmio virtio_balloon virtio_input virtio_rng virtio_net
+                virtio_scsi sd_mod vsock vmw_vsock_virtio_transport vsock_loopback loop overlay fuse
+                squashfs isofs vfat nls_utf8 nls_cp437 crc32c_intel button evdev)
+APT_PREREQS=(busybox-static cpio xz-utils fakeroot e2fsprogs qemu-utils)
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------
+say()  { printf '==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die()  { printf 'build-tiny: error: %s\n' "$*" >&2; exit 1; }
+usage() { echo "usage: $0 [--force] LABDIR" >&2; exit 2; }
+mib()  { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+fsize() { stat -c %s "$1"; }
+
+FORCE=0
+LAB=
+for arg in "$@"; do
+    case $arg in
+        --force) FORCE=1 ;;
+        -h|--help) usage ;;
+        -*) echo "unknown option: $arg" >&2; usage ;;
+        *) [[ -z $LAB ]] || usage; LAB=$arg ;;
+    esac
+done
+[[ -n $LAB ]] || usage
+
+START=$(date +%s.%N)
+mkdir -p "$LAB"
+LAB=$(cd "$LAB" && pwd -P)
+GB=$LAB/guest-build
+CACHE=$GB/cache
+STAMPS=$GB/stamps
+mkdir -p "$GB" "$CACHE" "$STAMPS"
+
+# One build at a time per LABDIR (flock is in util-linux, which is essential in Debian).
+exec 9>"$GB/.build.lock"
+flock -n 9 || die "another build-tiny.sh is running on $LAB"
+
+# Leftovers of an interrupted run (we hold the lock, so nobody else owns them).
+rm -rf "$GB"/tmp.* "$CACHE"/dl.*
+rm -f "$GB"/*.part "$STAMPS"/*.part "$LAB"/debian-rootfs-base.img.part "$LAB"/debian-rootfs.qcow2.part
+
+WORK=$(mktemp -d "$GB/tmp.XXXXXX")
+cleanup() {
+    rm -rf "$WORK" "$CACHE"/dl.*
+    rm -f "$GB"/*.part "$STAMPS"/*.part "$LAB"/debian-rootfs-base.img.part "$LAB"/debian-rootfs.qcow2.part
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP   # (bash runs the EXIT trap on "exit", not when a signal kills it)
+
+# publish TMP FINAL: atomically move a finished temp file into place.
+publish() { mv -f "$1" "$2"; info "wrote $2 ($(mib "$(fsize "$2")"))"; }
+
+# ---------------------------------------------------------------------------------------------------------
+# Step 1: host prerequisites (installed only when a tool is missing)
+# ---------------------------------------------------------------------------------------------------------
+say "prerequisites"
+APT_UPDATED=0
+apt_update_once() { ((APT_UPDATED)) || { info "apt-get update"; apt-get update -qq; APT_UPDATED=1; }; }
+# Install only the packages whose tool is missing ("apt-get install" would also upgrade present ones).
+need=()
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' && [[ -x /bin/busybox ]] \
+    || need+=(busybox-static)
+for pair in cpio:cpio xz:xz-utils fakeroot:fakeroot mkfs.ext4:e2fsprogs qemu-img:qemu-utils; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+if ((${#need[@]})); then
+    [[ $(id -u) == 0 ]] || die "missing packages; as root run: apt-get install ${need[*]}"
+    apt_update_once
+    info "apt-get install ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+    info "all present (${APT_PREREQS[*]})"
+fi
+BUSYBOX=/bin/busybox
+[[ $(head -c 4 "$BUSYBOX" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]] || die "$BUSYBOX is not an ELF binary"
+# busybox and busybox-static conflict; the static one must own /bin/busybox (it runs without any libc).
+dpkg -S "$BUSYBOX" 2>/dev/null | grep -q '^busybox-static:' || die "$BUSYBOX is not from busybox-static"
+
+# ---------------------------------------------------------------------------------------------------------
+# Step 2: kernel package (download into the cache, unpack into WORK when needed)
+# ---------------------------------------------------------------------------------------------------------
+newest_kernel() {
+    local list
+    list=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' 2>/dev/null | awk '{print $1}')
+    if [[ -z $list ]]; then
+        apt_update_once
+        list=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}')
+    fi
+    [[ -n $list ]] || die "apt-cache finds no linux-image-6.1.0-N-amd64 package"
+    printf '%s\n' "$list" | sed 's/^linux-image-//' | sort -V | tail -n 1
+}
+
+# fetch_deb KVER: make sure the kernel .deb is in the cache; sets DEB to its path.
+fetch_deb() {
+    local pkg=linux-image-$1 deb size dl
+    deb=$(find "$CACHE" -maxdepth 1 -name "${pkg}_*_amd64.deb" | sort -V | tail -n 1)
+    if [[ -n $deb ]] && dpkg-deb --info "$deb" >/dev/null 2>&1; then
+        info "using cached $(basename "$deb")"
+        DEB=$deb; return
+    fi
+    size=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '/^Size:/ {print $2; exit}')
+    if [[ -z $size ]]; then
+        apt_update_once
+        size=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '/^Size:/ {print $2; exit}')
+    fi
+    [[ -n $size ]] || die "package $pkg is not available from apt (try --force to pick the newest kernel)"
+    info "downloading $pkg ($(mib "$size"))"
+    # Download into a private dir and move the verified .deb into the cache afterwards.
+    dl=$(mktemp -d "$CACHE/dl.XXXXXX")
+    (cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root "$pkg") \
+        || die "apt-get download $pkg failed"
+    deb=$(find "$dl" -maxdepth 1 -name "${pkg}_*_amd64.deb" | head -n 1)
+    if [[ -z $deb ]] || ! dpkg-deb --info "$deb" >/dev/null; then die "download of $pkg gave no valid .deb"; fi
+    mv -f "$deb" "$CACHE/"
+    rm -rf "$dl"
+    deb=$CACHE/$(basename "$deb")
+    info "downloaded $(basename "$deb") ($(mib "$(fsize "$deb")"))"
+    DEB=$deb
+}
+
+KPKG=$WORK/kpkg   # dpkg -x target
+unpack_kernel() {
+    [[ -d $KPKG/boot ]] && return 0
+    fetch_deb "$KVER"
+    info "unpacking $(basename "$DEB")"
+    dpkg -x "$DEB" "$KPKG"
+    [[ -f $KPKG/boot/vmlinuz-$KVER && -d $KPKG/lib/modules/$KVER/kernel ]] \
+        || die "$(basename "$DEB") does not contain vmlinuz-$KVER and its modules"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Step 3: vmlinuz, vmlinux, kernel-version
+# ---------------------------------------------------------------------------------------------------------
+KVER=
+if ((FORCE == 0)) && [[ -s $GB/kernel-version ]]; then
+    KVER=$(cat "$GB/kernel-version")
+fi
+if ((FORCE)) || [[ -z $KVER || ! -s $GB/vmlinux || ! -s $GB/vmlinuz ]]; then
+    say "kernel"
+    if [[ -z $KVER ]]; then
+        KVER=${LABRUN_GUEST_KVER:-$(newest_kernel)}
+        info "kernel version: $KVER"
+    else
+        info "kernel version: $KVER (from $GB/kernel-version)"
+    fi
+    [[ $KVER =~ ^[0-9][0-9A-Za-z.+~-]*$ ]] || die "odd kernel version '$KVER'"
+    unpack_kernel
+    src=$KPKG/boot/vmlinuz-$KVER
+
+    # vmlinux: Debian's bzImage carries the kernel as one XZ stream. Find the XZ magic
+    # FD 37 7A 58 5A 00, decompress that stream alone (--single-stream ignores what follows it:
+    # the size trailer and the rest of the bzImage) and keep the first candidate that is an ELF.
+    say "extracting vmlinux from vmlinuz"
+    found=0
+    for off in $(LC_ALL=C grep -obUaP '\xFD\x37\x7A\x58\x5A\x00' "$src" | cut -d: -f1); do
+        # (tail gets SIGPIPE when xz stops after the stream: hence "|| :".)
+        if { tail -c +"$((off + 1))" "$src" || :; } | xz -dc --single-stream >"$WORK/vmlinux" 2>/dev/null \
+           && [[ $(head -c 5 "$WORK/vmlinux" | od -An -tx1 | tr -d ' \n') == 7f454c4602 ]]; then
+            info "XZ stream at byte $off -> 64-bit ELF"
+            found=1; break
+        fi
+    done
+    ((found)) || die "no XZ-compressed ELF kernel found inside $src"
+    # kernel-version goes last: while it is missing, a later run redoes this whole step.
+    rm -f "$GB/kernel-version"
+    cp "$src" "$GB/vmlinuz.part"; publish "$GB/vmlinuz.part" "$GB/vmlinuz"
+    mv "$WORK/vmlinux" "$GB/vmlinux.part"; publish "$GB/vmlinux.part" "$GB/vmlinux"
+    printf '%s\n' "$KVER" >"$GB/kernel-version.part"; mv -f "$GB/kernel-version.part" "$GB/kernel-version"
+    info "wrote $GB/kernel-version ($KVER)"
+else
+    say "kernel: up to date ($KVER)"
+fi
+
+# ---------------------------------------------------------------------------------------------------------
+# Module helpers (work on the unpacked package)
+# ---------------------------------------------------------------------------------------------------------
+MODDIR=$KPKG/lib/modules/$KVER
+declare -A MODPATH=()   # module name (dashes as underscores) -> path relative to MODDIR
+declare -A BUILTIN=()
+index_modules() {
+    ((${#MODPATH[@]})) && return 0
+    local p n
+    while IFS= read -r p; do
+        n=${p##*/}; n=${n%.ko}; MODPATH[${n//-/_}]=$p
+    done < <(cd "$MODDIR" && find kernel -name '*.ko')
+    # Compressed modules (.ko.xz/.ko.zst) would need unpacking first; Debian 6.1 ships them plain.
+    if ((${#MODPATH[@]} == 0)); then
+        (cd "$MODDIR" && find kernel \( -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz' \) -print -quit) | grep -q . \
+            && decompress_modules && index_modules && return 0
+        die "no kernel modules in the package"
+    fi
+    while IFS= read -r p; do
+        n=${p##*/}; n=${n%.ko}; BUILTIN[${n//-/_}]=1
+    done <"$MODDIR/modules.builtin"
+}
+decompress_modules() {
+    info "decompressing modules"
+    local f
+    while IFS= read -r -d '' f; do
+        case $f in
+            *.xz) xz -dc "$f" >"${f%.xz}" ;;
+            *.zst) zstd -qdc "$f" >"${f%.zst}" ;;
+            *.gz) gzip -dc "$f" >"${f%.gz}" ;;
+        esac
+        rm -f "$f"
+    done < <(find "$MODDIR/kernel" \( -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz' \) -print0)
+}
+# mod_deps NAME: the module's "depends=" list from its .modinfo section, one per line.
+mod_deps() {
+    LC_ALL=C tr '\0' '\n' <"$MODDIR/${MODPATH[$1]}" | sed -n 's/^depends=//p' | head -n 1 | tr ',' '\n' \
+        | sed '/^$/d; s/-/_/g'
+}
+# mod_closure NAME...: the modules plus everything they depend on (unknown and built-in ones left out).
+mod_closure() {
+    declare -A seen=()
+    local queue=("$@") m d
+    while ((${#queue[@]})); do
+        m=${queue[0]}; queue=("${queue[@]:1}"); m=${m//-/_}
+        [[ -n ${seen[$m]:-} ]] && continue
+        seen[$m]=1
+        if [[ -n ${BUILTIN[$m]:-} ]]; then continue; fi
+        if [[ -z ${MODPATH[$m]:-} ]]; then info "note: module $m not in this kernel, skipped" >&2; continue; fi
+        printf '%s\n' "$m"
+        while IFS= read -r d; do queue+=("$d"); done < <(mod_deps "$m")
+    done
+}
+# copy_modules DESTROOT NAME...: copy the .ko files to DESTROOT/lib/modules/KVER/<same path> + metadata.
+copy_modules() {
+    local root=$1 dest=$1/lib/modules/$KVER m; shift
+    mkdir -p "$dest"
+    for m in "$@"; do
+        mkdir -p "$dest/$(dirname "${MODPATH[$m]}")"
+        cp "$MODDIR/${MODPATH[$m]}" "$dest/${MODPATH[$m]}"
+    done
+    cp "$MODDIR"/modules.builtin "$MODDIR"/modules.order "$dest/"
+    [[ -f $MODDIR/modules.builtin.modinfo ]] && cp "$MODDIR/modules.builtin.modinfo" "$dest/"
+    # The .deb has no modules.dep; busybox's depmod makes one (no kmod needed on the host).
+    "$BUSYBOX" depmod -b "$root" "$KVER"
+}
+
+# busybox_tree ROOT: /bin/busybox plus a symlink for every applet at its usual place.
+busybox_tree() {
+    local root=$1 p
+    mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
+    cp "$BUSYBOX" "$root/bin/busybox"
+    while IFS= read -r p; do
+        [[ -e $root/$p || -L $root/$p ]] || ln -s /bin/busybox "$root/$p"
+    done < <("$BUSYBOX" --list-full)
+}
+
+# in_fakeroot FUNCTION ARGS...: run one of this script's functions in a single fakeroot session.
+# (fakeroot is a /bin/sh script, which drops bash's exported functions: pass the definition instead.)
+in_fakeroot() {
+    local fn=$1; shift
+    fakeroot -- bash -euo pipefail -c "$(declare -f "$fn"); $fn \"\$@\"" "$fn" "$@"
+}
+
+stamp_ok() { [[ -f $STAMPS/$1 && $(cat "$STAMPS/$1") == "$KVER" ]]; }
+set_stamp() { printf '%s\n' "$KVER" >"$STAMPS/$1.part"; mv -f "$STAMPS/$1.part" "$STAMPS/$1"; }
+
+# ---------------------------------------------------------------------------------------------------------
+# Step 4: initrd.img
+# ---------------------------------------------------------------------------------------------------------
+build_initrd_tree() {   # runs under fakeroot: $1 = tree, $2 = output cpio.gz
+    local t=$1 out=$2
+    mkdir -p "$t"/{dev,proc,sys,newroot,etc,root,tmp}
+    mknod -m 600 "$t/dev/console" c 5 1
+    mknod -m 666 "$t/dev/null" c 1 3
+    (cd "$t" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$out"
+}
+
+if ((FORCE)) || [[ ! -s $GB/initrd.img ]] || ! stamp_ok initrd; then
+    say "initrd"
+    unpack_kernel
+    index_modules
+    T=$WORK/initrd
+    busybox_tree "$T"
+    # Load list: skip built-ins, check every dependency comes earlier in the list.
+    declare -A loaded=()
+    load=()
+    for m in "${INITRD_MODULES[@]}"; do
+        if [[ -n ${BUILTIN[$m]:-} ]]; then info "$m is built in"; loaded[$m]=1; continue; fi
+        [[ -n ${MODPATH[$m]:-} ]] || die "initrd module $m is neither a module nor built in for $KVER"
+        while IFS= read -r d; do
+            [[ -n ${loaded[$d]:-} || -n ${BUILTIN[$d]:-} ]] \
+                || die "initrd module order: $m needs $d, which is not loaded before it (fix INITRD_MODULES)"
+        done < <(mod_deps "$m")
+        loaded[$m]=1; load+=("$m")
+    done
+    copy_modules "$T" "${load[@]}"
+    mkdir -p "$T/etc"
+    for m in "${load[@]}"; do echo "/lib/modules/$KVER/${MODPATH[$m]}"; done >"$T/etc/initrd-modules"
+    info "${#load[@]} modules: ${load[*]}"
+
+    cat >"$T/init" <<'EOF'
+#!/bin/sh
+# labrun tiny guest — initramfs /init: load the virtio/ext4/9p modules, mount the root disk, switch_root.
+# Kernel command line: root=/dev/vdX (default /dev/vda), rootfstype= (ext4), init= (/sbin/init),
+# labrun.rdshell (stop in a shell here instead of switching root).
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+
+rescue() {
+    echo "labrun-initrd: ERROR: $*"
+    echo "labrun-initrd: dropping to a shell (exit it to retry the boot)"
+    setsid cttyhack sh
+}
+
+root=/dev/vda fstype=ext4 init=/sbin/init rdshell=
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+        root=/dev/*) root=${arg#root=} ;;
+        rootfstype=*) fstype=${arg#rootfstype=} ;;
+        init=*) init=${arg#init=} ;;
+        labrun.rdshell) rdshell=1 ;;
+    esac
+done
+
+while read -r ko; do
+    [ -n "$ko" ] && { insmod "$ko" || echo "labrun-initrd: warning: insmod $ko failed"; }
+done </etc/initrd-modules
+
+while :; do
+    i=0
+    while [ ! -b "$root" ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+    if [ ! -b "$root" ]; then
+        rescue "root disk $root did not appear within 5 s (is a virtio-blk disk attached?)"; continue
+    fi
+    grep -q '^[^ ]* /newroot ' /proc/mounts || mount -t "$fstype" -o rw "$root" /newroot || {
+        rescue "cannot mount $root ($fstype) on /newroot"; continue; }
+    if [ ! -x "/newroot$init" ]; then
+        umount /newroot; rescue "$root has no $init"; continue
+    fi
+    [ -n "$rdshell" ] && { rdshell=; rescue "labrun.rdshell given; root is mounted on /newroot"; continue; }
+    break
+done
+
+mount --move /dev /newroot/dev
+mount --move /proc /newroot/proc
+mount --move /sys /newroot/sys
+exec switch_root /newroot "$init"
+EOF
+    chmod 755 "$T/init"
+    in_fakeroot build_initrd_tree "$T" "$GB/initrd.img.part"
+    publish "$GB/initrd.img.part" "$GB/initrd.img"
+    set_stamp initrd
+else
+    say "initrd: up to date"
+fi
+
+# ---------------------------------------------------------------------------------------------------------
+# Step 5: Layer 1 — debian-rootfs-base.img
+# ---------------------------------------------------------------------------------------------------------
+# Builds the whole tree and runs mkfs.ext4 -d in ONE fakeroot session, so that ownership (root),
+# modes and device nodes land in the image without loop mounts or real root rights.
+build_rootfs_image() {   # runs under fakeroot: $1 = tree, $2 = output image, $3 = size
+    local t=$1 out=$2
+    mkdir -p "$t"/{dev,proc,sys,tmp,run,mnt,root,etc/init.d,etc/labrun,usr/local/bin,var/log,var/tmp,home}
+    chmod 1777 "$t/tmp" "$t/var/tmp"
+    chmod 700 "$t/root"
+    ln -s /run "$t/var/run"
+    ln -s /proc/mounts "$t/etc/mtab"
+    mknod -m 600 "$t/dev/console" c 5 1
+    mknod -m 666 "$t/dev/null" c 1 3
+    chown -R 0:0 "$t"
+    truncate -s "$3" "$out"   # sparse file of the final size (mkfs.ext4 then needs no size argument)
+    mkfs.ext4 -q -F -b 4096 -L labroot -E root_owner=0:0 -d "$t" "$out"
+}
+
+OLD_GOLDEN=0
+if ((FORCE)) || [[ ! -s $LAB/debian-rootfs-base.img ]] || ! stamp_ok rootfs; then
+    say "Layer 1: debian-rootfs-base.img"
+    unpack_kernel
+    index_modules
+    T=$WORK/rootfs
+    busybox_tree "$T"
+    mapfile -t mods < <(mod_closure "${ROOTFS_MODULES[@]}")
+    copy_modules "$T" "${mods[@]}"
+    info "${#mods[@]} modules in /lib/modules/$KVER"
+    mkdir -p "$T/etc/init.d" "$T/usr/local/bin" "$T/etc/labrun"
+
+    cat >"$T/etc/inittab" <<'EOF'
+# busybox init (labrun tiny guest)
+::sysinit:/etc/init.d/rcS
+# Login shell on the serial console; cttyhack makes it the controlling tty (job control, ^C).
+ttyS0::respawn:/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/sbin/reboot
+::shutdown:/etc/init.d/rcK
+EOF
+
+    cat >"$T/etc/init.d/rcS" <<EOF
+#!/bin/sh
+# System start (busybox init ::sysinit). The initrd has already loaded the modules and moved
+# /dev, /proc and /sys here; each mount below is done only if still missing.
+# (Debian's busybox-static has no "mountpoint" applet: look in /proc/mounts instead.)
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+[ -e /proc/mounts ] || mount -t proc -o nosuid,nodev,noexec proc /proc
+mounted() { grep -q "^[^ ]* \$1 " /proc/mounts; }
+mounted /sys || mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+mounted /dev || mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mounted /dev/pts || mount -t devpts -o nosuid,noexec,mode=0620,ptmxmode=0666 devpts /dev/pts
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+[ -e /dev/stdin ] || ln -s /proc/self/fd/0 /dev/stdin
+[ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
+[ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
+mounted /tmp || mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
+mounted /run || mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
+grep -q ' / [^ ]* rw' /proc/mounts || mount -o remount,rw /
+hostname -F /etc/hostname
+ifconfig lo 127.0.0.1 up 2>/dev/null
+# ACPI power button (QEMU's system_powerdown) -> /etc/acpi/PWRF/00000080 -> poweroff. In the
+# background: it is not needed for the boot to complete.
+{ modprobe -a button evdev && acpid -l /dev/null; } >/dev/null 2>&1 &
+echo '$READY_LINE'
+EOF
+
+    cat >"$T/etc/init.d/rcK" <<'EOF'
+#!/bin/sh
+# System stop (busybox init ::shutdown, before it kills all processes): flush and unmount
+# everything; what is busy (the root) is remounted read-only instead.
+sync
+umount -a -r 2>/dev/null
+sync
+EOF
+
+    cat >"$T/etc/profile" <<'EOF'
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+export TERM="${TERM:-vt100}"
+export PS1='root@lab:\w# '
+umask 022
+cd "$HOME"
+EOF
+
+    cat >"$T/usr/local/bin/mount-shared" <<'EOF'
+#!/bin/sh
+# mount-shared [DIR] — mount the host's shared folder (9p tag "hostshare") on DIR (default /mnt).
+tag=hostshare
+dir=${1:-/mnt}
+if grep -q "^$tag $dir 9p " /proc/mounts; then
+    echo "mount-shared: $tag is already mounted on $dir"; exit 0
+fi
+# The initrd normally loads the 9p modules already.
+if ! grep -qw 9p /proc/filesystems || [ ! -d /sys/bus/virtio/drivers/9pnet_virtio ]; then
+    modprobe -a 9pnet_virtio 9p >/dev/null 2>&1 || {
+        echo "mount-shared: error: cannot load the 9p kernel modules" >&2; exit 1; }
+fi
+found=
+for f in /sys/bus/virtio/drivers/9pnet_virtio/virtio*/mount_tag; do
+    [ -r "$f" ] && [ "$(tr -d '\000' <"$f")" = "$tag" ] && found=1
+done
+if [ -z "$found" ]; then
+    echo "mount-shared: error: the host exports no shared folder (no virtio-9p device with mount tag '$tag')" >&2
+    exit 1
+fi
+mkdir -p "$dir"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 "$tag" "$dir" || {
+    echo "mount-shared: error: mounting 9p tag '$tag' on $dir failed" >&2; exit 1; }
+echo "mount-shared: host share mounted on $dir"
+EOF
+
+    mkdir -p "$T/etc/acpi/PWRF"
+    printf '#!/bin/sh\n# ACPI power button (e.g. QEMU system_powerdown): orderly power-off.\nexec /sbin/poweroff\n' \
+        >"$T/etc/acpi/PWRF/00000080"
+    chmod 755 "$T/etc/init.d/rcS" "$T/etc/init.d/rcK" "$T/usr/local/bin/mount-shared" "$T/etc/acpi/PWRF/00000080"
+    echo lab >"$T/etc/hostname"
+    printf '127.0.0.1\tlocalhost\n127.0.1.1\tlab\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$T/etc/hosts"
+    # "root:x:" (not empty): an empty password field breaks name lookups in static busybox.
+    echo 'root:x:0:0:root:/root:/bin/sh' >"$T/etc/passwd"
+    printf 'root:x:0:\ntty:x:5:\ndisk:x:6:\n' >"$T/etc/group"
+    echo '/bin/sh' >"$T/etc/shells"
+    : >"$T/etc/fstab"
+    echo "$KVER" >"$T/etc/labrun/kernel-version"
+
+    in_fakeroot build_rootfs_image "$T" "$LAB/debian-rootfs-base.img.part" "$ROOTFS_SIZE"
+    # The golden overlay refers to the old Layer 1: remove it first, so that even an interrupted run
+    # cannot leave it on top of the new one (a missing golden image is recreated below / next time).
+    [[ -e $LAB/debian-rootfs.qcow2 ]] && OLD_GOLDEN=1
+    rm -f "$LAB/debian-rootfs.qcow2" "$STAMPS/rootfs"
+    publish "$LAB/debian-rootfs-base.img.part" "$LAB/debian-rootfs-base.img"
+    info "(sparse; $(du -k "$LAB/debian-rootfs-base.img" | awk '{printf "%.1f MiB", $1/1024}') on disk)"
+    set_stamp rootfs
+    LAYER1_REBUILT=1
+else
+    say "Layer 1: up to date"
+    LAYER1_REBUILT=0
+fi
+
+# ---------------------------------------------------------------------------------------------------------
+# Step 6: Layer 2 — golden overlay debian-rootfs.qcow2 (relative backing path)
+# ---------------------------------------------------------------------------------------------------------
+if ((LAYER1_REBUILT)) || [[ ! -s $LAB/debian-rootfs.qcow2 ]]; then
+    if ((OLD_GOLDEN)); then
+        say "Layer 2: Layer 1 was rebuilt, so the golden image debian-rootfs.qcow2 is recreated (empty)"
+    else
+        say "Layer 2: debian-rootfs.qcow2"
+    fi
+    (cd "$LAB" && qemu-img create -q -f qcow2 -F raw -b debian-rootfs-base.img debian-rootfs.qcow2.part \
+        && mv -f debian-rootfs.qcow2.part debian-rootfs.qcow2)
+    info "wrote $LAB/debian-rootfs.qcow2 (backing file: debian-rootfs-base.img)"
+    if [[ -e $LAB/debian-runtime.qcow2 ]]; then
+        echo "build-tiny: WARNING: $LAB/debian-runtime.qcow2 was made on top of the previous golden image;" >&2
+        echo "build-tiny: WARNING: it no longer matches it: delete it before the next boot." >&2
+    fi
+else
+    say "Layer 2: up to date"
+fi
+
+say "done in $(awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f s", e - s }')"
