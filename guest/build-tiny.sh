@@ -60,6 +60,7 @@ done
 
 START=$(date +%s.%N)
 mkdir -p "$LAB"
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)   # guest/: the recipe files
 LAB=$(cd "$LAB" && pwd -P)
 GB=$LAB/guest-build
 CACHE=$GB/cache
@@ -291,8 +292,11 @@ in_fakeroot() {
     fakeroot -- bash -euo pipefail -c "$(declare -f "$fn"); $fn \"\$@\"" "$fn" "$@"
 }
 
-stamp_ok() { [[ -f $STAMPS/$1 && $(cat "$STAMPS/$1") == "$KVER" ]]; }
-set_stamp() { printf '%s\n' "$KVER" >"$STAMPS/$1.part"; mv -f "$STAMPS/$1.part" "$STAMPS/$1"; }
+# A stamp records the kernel version and a hash of the recipe (this script and the guest agent),
+# so a changed kernel or a changed guest recipe rebuilds what depends on it.
+RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/labrun-agent" | sha256sum | cut -c1-16)
+stamp_ok() { [[ -f $STAMPS/$1 && $(cat "$STAMPS/$1") == "$KVER $RECIPE" ]]; }
+set_stamp() { printf '%s\n' "$KVER $RECIPE" >"$STAMPS/$1.part"; mv -f "$STAMPS/$1.part" "$STAMPS/$1"; }
 
 # ---------------------------------------------------------------------------------------------------------
 # Step 4: initrd.img
@@ -423,6 +427,8 @@ if ((FORCE)) || [[ ! -s $LAB/debian-rootfs-base.img ]] || ! stamp_ok rootfs; the
 ::sysinit:/etc/init.d/rcS
 # Login shell on the serial console; cttyhack makes it the controlling tty (job control, ^C).
 ttyS0::respawn:/bin/cttyhack /bin/sh -l
+# The labrun guest agent on its own virtio-serial port (guest/AGENT.md); never the console.
+::respawn:/etc/labrun/labrun-agent
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/etc/init.d/rcK
 EOF
@@ -511,6 +517,7 @@ EOF
     echo '/bin/sh' >"$T/etc/shells"
     : >"$T/etc/fstab"
     echo "$KVER" >"$T/etc/labrun/kernel-version"
+    install -m 755 "$HERE/labrun-agent" "$T/etc/labrun/labrun-agent"
 
     in_fakeroot build_rootfs_image "$T" "$LAB/debian-rootfs-base.img.part" "$ROOTFS_SIZE"
     # The golden overlay refers to the old Layer 1: remove it first, so that even an interrupted run
@@ -539,8 +546,11 @@ if ((LAYER1_REBUILT)) || [[ ! -s $LAB/debian-rootfs.qcow2 ]]; then
         && mv -f debian-rootfs.qcow2.part debian-rootfs.qcow2)
     info "wrote $LAB/debian-rootfs.qcow2 (backing file: debian-rootfs-base.img)"
     if [[ -e $LAB/debian-runtime.qcow2 ]]; then
-        echo "build-tiny: WARNING: $LAB/debian-runtime.qcow2 was made on top of the previous golden image;" >&2
-        echo "build-tiny: WARNING: it no longer matches it: delete it before the next boot." >&2
+        # It was made on top of the previous golden image and no longer matches it: keep it (with its
+        # snapshots) under another name rather than let the next boot read garbage through it.
+        aside=$LAB/debian-runtime.qcow2.old-golden-$(date +%Y%m%d-%H%M%S)
+        mv -f "$LAB/debian-runtime.qcow2" "$aside"
+        echo "build-tiny: the runtime layer was made on the previous golden image: moved to $aside" >&2
     fi
 else
     say "Layer 2: up to date"

@@ -19,4 +19,14 @@ extension LabrunCLI {
         if let m = r.message { printError(m) }
         return r.exitCode ?? 0
     }
+
+    static func waitReady(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
+        _ = try ArgumentSpec().parse(args, command: "wait-ready")
+        let controller = try context.controller()
+        guard let fd = ControlClient.connect(controller.run.controlSocket) else {
+            throw LabrunError("the VM is not running: start it with `labrun boot` first")
+        }
+        _ = try controller.send(ControlRequest(.waitReady), over: fd) { _ in }
+        return 0
+    }
 }

@@ -20,6 +20,7 @@ public enum Help {
       stop                   shut the running VM down
       init DIR               create a new lab in DIR from this one's images
       exec -- CMD [ARGS]     run a command in the running guest (through the guest agent)
+      wait-ready             wait until the running guest has booted (for scripts)
 
     The same commands work whether the VM runs or not: labrun finds a running supervisor
     and acts through it, otherwise it works on the images directly with qemu-img.
@@ -108,6 +109,13 @@ public enum Help {
     --timeout kills it after SECONDS (exit 137).
     """
 
+    public static let waitReady = """
+    usage: labrun wait-ready
+
+    Waits until the running VM's guest has booted (its agent answers), up to 120 s.
+    Exit 0 when it is up; 1 when the VM is not running or the guest did not come up.
+    """
+
     public static let initLab = """
     usage: labrun init DIR [--arch x86_64|aarch64] [--force]
 
@@ -126,6 +134,7 @@ public enum Help {
         case "stop": stop
         case "init": initLab
         case "exec": exec
+        case "wait-ready": waitReady
         default: main
         }
     }

@@ -60,11 +60,12 @@ public enum LabrunCLI {
         case "stop": return try stop(args, context)
         case "init": return try initLab(args, context)
         case "exec": return try exec(args, context)
+        case "wait-ready": return try waitReady(args, context)
         default: throw .usage("unknown command '\(command)'")
         }
     }
 
-    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "init", "exec", "help"]
+    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "init", "exec", "wait-ready", "help"]
 
     /// What every command needs: the lab, opened lazily (so `--help` works anywhere).
     struct Context {

@@ -18,6 +18,8 @@ public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case snapshotList = "snapshot.list"
     case stop
     case exec
+    /// Answered once the guest agent is up (the guest has booted).
+    case waitReady = "wait-ready"
 }
 
 public struct ControlRequest: Codable, Equatable, Sendable {

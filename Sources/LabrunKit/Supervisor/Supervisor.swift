@@ -111,6 +111,9 @@ public final class Supervisor {
             config.standardOutput = .path(pty.secondaryPath)
             config.standardError = .descriptor(errPipe.writeEnd)
             config.newSession = true
+            // QEMU creates its sockets under our umask: only this user may use them.
+            let oldMask = umask(0o077)
+            defer { umask(oldMask) }
             do {
                 child = try Spawner.spawn(config)
             } catch {
@@ -141,6 +144,7 @@ public final class Supervisor {
         try? screen.fd.setNonBlocking(true)
         try? input.setNonBlocking(true)
         control.onRequest = { [unowned self] id, request in self.received(request, from: id) }
+        agent.onReady = { [unowned self] in self.agentStarted() }
         screen.notice("booting \(lab.root) (\(command.accelerator.rawValue), \(command.memoryMiB) MiB, QEMU pid \(child.pid)); Ctrl-a h for help, Ctrl-a x to quit")
     }
 
@@ -199,6 +203,7 @@ public final class Supervisor {
 
             connectQMPIfNeeded()
             advanceTeardown()
+            if !waitingForAgent.isEmpty { expireAgentWaits() }
             if child.poll() != nil { noteQemuExit() }
         }
     }
@@ -210,6 +215,7 @@ public final class Supervisor {
         if qmp == nil || qmp?.isClosed == true, child.status == nil { t = 0.02 }
         if let d = quitDeadline { let left = max(0, d - monotonicSeconds()); t = t < 0 ? left : min(t, left) }
         if child.status != nil { t = t < 0 ? 0.05 : min(t, 0.05) }
+        if !waitingForAgent.isEmpty { t = t < 0 ? 1 : min(t, 1) }
         return t < 0 ? -1 : Int32(t * 1000) + 1
     }
 
@@ -433,6 +439,52 @@ public final class Supervisor {
         qmp = client
     }
 
+    /// The guest agent said hello (at boot, or after a guest reboot): mount the share if exported.
+    private func agentStarted() {
+        expireAgentWaits()
+        guard let shared = command.options.shared else { return }
+        agent.setShareMounted(true) { [unowned self] why in
+            if let why { self.screen.notice("could not mount the shared folder at /mnt: \(why)") }
+            else if !self.shareAnnounced {
+                self.shareAnnounced = true
+                self.screen.notice("\(shared) is mounted at /mnt in the guest")
+            }
+        }
+    }
+    private var shareAnnounced = false
+
+    /// Requests that need the guest agent, waiting for it to start (at most `agentWait` s).
+    private var waitingForAgent: [(request: ControlRequest, id: ControlServer.ConnectionID, deadline: Double)] = []
+    private let agentWait: Double = 120
+
+    private func whenAgentReady(_ request: ControlRequest, _ id: ControlServer.ConnectionID) {
+        if agent.isReady { return dispatchAgentRequest(request, id) }
+        control.respond(id, .progress("waiting for the guest to boot (its agent is not up yet)"))
+        waitingForAgent.append((request, id, monotonicSeconds() + agentWait))
+    }
+
+    private func dispatchAgentRequest(_ request: ControlRequest, _ id: ControlServer.ConnectionID) {
+        if request.op == .exec { return runInGuest(request, for: id) }
+        var r = ControlResponse()
+        r.message = "the guest is up"
+        control.respond(id, r)
+    }
+
+    private func expireAgentWaits() {
+        let now = monotonicSeconds()
+        if agent.isReady {
+            let ready = waitingForAgent
+            waitingForAgent.removeAll()
+            for w in ready { dispatchAgentRequest(w.request, w.id) }
+            return
+        }
+        waitingForAgent.removeAll { w in
+            guard w.deadline <= now || child.status != nil else { return false }
+            control.respond(w.id, .failure(LabrunError("the guest agent did not start within \(Int(agentWait)) s: the guest may not have booted, or its image has no agent")))
+            return true
+        }
+    }
+
     private func event(_ name: String, _ data: JSONValue?) {
         switch name {
         case "STOP": runState = "paused"
@@ -521,8 +573,8 @@ public final class Supervisor {
             control.respond(id, r)
             screen.notice("`labrun stop` requested: shutting the VM down")
             beginQuit(.quit)
-        case .exec:
-            runInGuest(request, for: id)
+        case .exec, .waitReady:
+            whenAgentReady(request, id)
         default:
             enqueue(Operation(origin: .control(id), request: request))
         }
@@ -580,7 +632,7 @@ public final class Supervisor {
         case .snapshotCreate: ops.create(name: r.name ?? "", force: r.force ?? false, diskOnly: r.diskOnly ?? false, done)
         case .snapshotRestore: ops.restore(name: r.name ?? "", done)
         case .snapshotDelete: ops.delete(name: r.name ?? "", done)
-        case .status, .stop, .exec: done(ControlResponse())
+        case .status, .stop, .exec, .waitReady: done(ControlResponse())
         }
     }
 
