@@ -34,6 +34,30 @@ struct BootTests {
         #expect(session.waitForExit() == .exited(0))
     }
 
+    @Test func ctrlABSendsSysRqAndUnknownKeysAreSwallowed() throws {
+        let lab = try TestLab()
+        let session = try lab.boot()
+        try session.waitForShell()
+        try session.send([0x01, UInt8(ascii: "b")])
+        try session.expect("SysRq: press the command key")
+        try session.send("h")
+        try session.expect("sysrq: HELP", timeout: 10)
+        try session.send([0x01, UInt8(ascii: "z")])
+        try session.expect("Ctrl-a z does nothing")
+        try session.send([0x01, UInt8(ascii: "h")])
+        try session.expect("Ctrl-a c again returns")
+        // A literal Ctrl-a reaches the guest: ash shows it as ^A in `cat -v`.
+        try session.send("cat -v\r")
+        try session.expect("cat -v")
+        sleepSeconds(0.5)
+        try session.send([0x01, UInt8(ascii: "a"), 0x0D])
+        try session.expect("^A")
+        try session.send([0x04])
+        try session.expect(ConsoleSession.prompt)
+        try session.send([0x01, UInt8(ascii: "x")])
+        #expect(session.waitForExit() == .exited(0))
+    }
+
     @Test func guestPoweroffEndsLabrunWithZero() throws {
         let lab = try TestLab()
         let session = try lab.boot()

@@ -183,6 +183,12 @@ final class ConsoleSession {
     }
 }
 
+/// The lines of console text, each trimmed. (Compare lines, not substrings with "\n": Swift
+/// treats "\r\n" as one Character, so "\r\n1" does not contain "\n1".)
+func lines(_ text: String) -> [String] {
+    text.split(whereSeparator: \.isNewline).map { $0.trimmed }
+}
+
 /// True while a process with this pid exists.
 func processAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 

@@ -51,7 +51,7 @@ import Testing
             try SnapshotName.validate(c.name)
         } throws: { error in
             let e = error as! LabrunError
-            return e.exitCode == 1 && e.message.contains(c.says) && !e.message.contains("\n")
+            return e.exitCode == 1 && e.message.contains(c.says) && !e.message.unicodeScalars.contains { $0 == "\n" || $0 == "\r" }
         }
     }
 

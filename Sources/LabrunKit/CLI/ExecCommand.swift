@@ -20,12 +20,19 @@ extension LabrunCLI {
         return r.exitCode ?? 0
     }
 
+    /// Waits for a supervisor to answer (a `labrun boot` just started in the background),
+    /// then for its guest to come up.
     static func waitReady(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
-        _ = try ArgumentSpec().parse(args, command: "wait-ready")
+        let a = try ArgumentSpec(options: ["timeout"]).parse(args, command: "wait-ready")
+        let timeout = Double(try a.int("timeout", in: 1...3600) ?? 120)
         let controller = try context.controller()
-        guard let fd = ControlClient.connect(controller.run.controlSocket) else {
-            throw LabrunError("the VM is not running: start it with `labrun boot` first")
+        let deadline = monotonicSeconds() + timeout
+        var fd = ControlClient.connect(controller.run.controlSocket)
+        while fd == nil && monotonicSeconds() < deadline {
+            sleepSeconds(0.05)
+            fd = ControlClient.connect(controller.run.controlSocket)
         }
+        guard let fd else { throw LabrunError("no VM started within \(Int(timeout)) s: start it with `labrun boot`") }
         _ = try controller.send(ControlRequest(.waitReady), over: fd) { _ in }
         return 0
     }

@@ -110,10 +110,11 @@ public enum Help {
     """
 
     public static let waitReady = """
-    usage: labrun wait-ready
+    usage: labrun wait-ready [--timeout SECONDS]
 
-    Waits until the running VM's guest has booted (its agent answers), up to 120 s.
-    Exit 0 when it is up; 1 when the VM is not running or the guest did not come up.
+    Waits until a VM is running (a `labrun boot` started in the background counts) and its
+    guest has booted (its agent answers); 120 s at most by default.
+    Exit 0 when it is up; 1 when no VM started or the guest did not come up in time.
     """
 
     public static let initLab = """

@@ -1,6 +1,8 @@
 /// Output to the user's terminal: a bounded queue written when the terminal takes it, so a
 /// slow terminal never blocks the loop (the loop stops reading the guest instead: nothing is
-/// lost). labrun's own lines start on a fresh line and end in \r\n.
+/// lost). labrun's own lines start on a fresh line and end in \r\n, and never cut a guest line
+/// in two: while the guest is mid-line a notice waits for the line's end, or for `noticeDelay`
+/// of quiet (a shell prompt never ends its line).
 public final class Screen {
     public let fd: FileDescriptor
     public private(set) var queue: [UInt8] = []
@@ -9,6 +11,10 @@ public final class Screen {
     private var atLineStart = true
     /// The terminal went away (EIO/EPIPE): output is dropped from then on.
     public private(set) var isGone = false
+    private var pendingNotices: [UInt8] = []
+    /// When waiting notices are shown even though the guest's line is unfinished.
+    public private(set) var noticeDeadline: Double?
+    public let noticeDelay: Double = 0.3
 
     public init(fd: FileDescriptor, highWater: Int = 1 << 20) {
         self.fd = fd
@@ -18,12 +24,34 @@ public final class Screen {
     public var isFull: Bool { queue.count >= highWater }
     public var wantsWrite: Bool { !queue.isEmpty && !isGone }
 
-    /// Guest bytes, verbatim.
+    /// Guest bytes, verbatim. Waiting notices go out right after the last complete line.
     public func guest(_ bytes: [UInt8]) {
         guard !bytes.isEmpty else { return }
-        queue += bytes
+        if !pendingNotices.isEmpty, let nl = bytes.lastIndex(of: 0x0A) {
+            queue += bytes[...nl]
+            queue += pendingNotices
+            pendingNotices.removeAll()
+            noticeDeadline = nil
+            queue += bytes[(nl + 1)...]
+        } else {
+            queue += bytes
+        }
         atLineStart = bytes.last == 0x0A
         flush()
+    }
+
+    /// Shows waiting notices once their deadline has passed (called from the loop).
+    public func tick(now: Double = monotonicSeconds()) {
+        guard let d = noticeDeadline, now >= d else { return }
+        showPendingNotices()
+    }
+
+    private func showPendingNotices() {
+        guard !pendingNotices.isEmpty else { return }
+        let text = pendingNotices
+        pendingNotices.removeAll()
+        noticeDeadline = nil
+        raw((atLineStart ? [] : [0x0D, 0x0A]) + text)
     }
 
     /// Raw bytes from labrun itself (echo of the prompt editor, monitor output).
@@ -34,15 +62,21 @@ public final class Screen {
         flush()
     }
 
-    /// One labrun line: "[labrun] message", on a line of its own.
-    public func notice(_ message: String) {
-        var text = atLineStart ? "" : "\r\n"
-        text += "[labrun] " + message.replacingAll("\n", with: "\r\n") + "\r\n"
-        raw(Array(text.utf8))
+    /// One labrun line: "[labrun] message", on a line of its own. `now` shows it at once
+    /// (for answers to the user's own keys); otherwise it waits for the guest's line to end.
+    public func notice(_ message: String, now: Bool = false) {
+        let line = Array(("[labrun] " + message.replacingAll("\n", with: "\r\n") + "\r\n").utf8)
+        if now || (atLineStart && pendingNotices.isEmpty) {
+            pendingNotices += line
+            return showPendingNotices()
+        }
+        pendingNotices += line
+        if noticeDeadline == nil { noticeDeadline = monotonicSeconds() + noticeDelay }
     }
 
     /// Starts a labrun prompt on a fresh line (no newline at its end).
     public func prompt(_ text: String) {
+        showPendingNotices()
         raw(Array(((atLineStart ? "" : "\r\n") + "[labrun] " + text).utf8))
         atLineStart = false
     }
@@ -60,6 +94,7 @@ public final class Screen {
 
     /// Writes what is queued, waiting up to `seconds` (at exit only).
     public func drain(seconds: Double) {
+        showPendingNotices()
         let deadline = monotonicSeconds() + seconds
         while wantsWrite && monotonicSeconds() < deadline {
             flush()

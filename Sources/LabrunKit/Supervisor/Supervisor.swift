@@ -52,6 +52,8 @@ public final class Supervisor {
     private var control: ControlServer!
     private var signals: SignalPipe!
     private var rawMode: RawMode?
+    private var outputFlags: Int32?
+    private var inputFlags: Int32?
     private var terminalGuard: TerminalGuard?
 
     private var parser = EscapeParser()
@@ -141,6 +143,10 @@ public final class Supervisor {
                 screen.notice("warning: could not put the terminal in raw mode (\(error)); keys are line-buffered")
             }
         }
+        // Non-blocking I/O on the user's side; the flags are put back at exit (stdout may be
+        // a pipe or file shared with the shell, not the terminal RawMode restores).
+        outputFlags = try? screen.fd.fileStatusFlags()
+        inputFlags = try? input.fileStatusFlags()
         try? screen.fd.setNonBlocking(true)
         try? input.setNonBlocking(true)
         control.onRequest = { [unowned self] id, request in self.received(request, from: id) }
@@ -156,6 +162,8 @@ public final class Supervisor {
         signals.uninstall()
         screen.drain(seconds: 2)
         rawMode?.restore()
+        if let f = outputFlags { try? screen.fd.setFileStatusFlags(f) }
+        if let f = inputFlags { try? input.setFileStatusFlags(f) }
         terminalGuard?.dismiss()
         pty.primary.close()
         qemuStderr?.close()
@@ -203,6 +211,7 @@ public final class Supervisor {
 
             connectQMPIfNeeded()
             advanceTeardown()
+            screen.tick()
             if !waitingForAgent.isEmpty { expireAgentWaits() }
             if child.poll() != nil { noteQemuExit() }
         }
@@ -216,6 +225,7 @@ public final class Supervisor {
         if let d = quitDeadline { let left = max(0, d - monotonicSeconds()); t = t < 0 ? left : min(t, left) }
         if child.status != nil { t = t < 0 ? 0.05 : min(t, 0.05) }
         if !waitingForAgent.isEmpty { t = t < 0 ? 1 : min(t, 1) }
+        if let d = screen.noticeDeadline { let left = max(0, d - monotonicSeconds()); t = t < 0 ? left : min(t, left) }
         return t < 0 ? -1 : Int32(t * 1000) + 1
     }
 
@@ -310,7 +320,7 @@ public final class Supervisor {
     private func perform(_ command: EscapeCommand) {
         switch command {
         case .quit:
-            screen.notice("quitting: shutting the VM down")
+            screen.notice("quitting: shutting the VM down", now: true)
             beginQuit(.quit)
         case .help:
             screen.raw(Array(("\r\n" + EscapeKeys.helpText).utf8))
@@ -329,13 +339,13 @@ public final class Supervisor {
                 enterMonitor()
             }
         case .status:
-            screen.notice(statusLine())
+            screen.notice(statusLine(), now: true)
         case .sendBreak:
-            guard qmp?.isReady == true else { return screen.notice("QEMU is not ready yet") }
+            guard qmp?.isReady == true else { return screen.notice("QEMU is not ready yet", now: true) }
             mode = .sysrq
-            screen.notice("SysRq: press the command key (h lists them in the guest's log, s sync, u remount ro, b reboot)")
+            screen.notice("SysRq: press the command key (h lists them in the guest's log, s sync, u remount ro, b reboot)", now: true)
         case .unknown(let b):
-            screen.notice("Ctrl-a \(keyName(b)) does nothing; Ctrl-a h lists the keys")
+            screen.notice("Ctrl-a \(keyName(b)) does nothing; Ctrl-a h lists the keys", now: true)
         }
     }
 
@@ -358,7 +368,7 @@ public final class Supervisor {
     private func leaveHoldingMode(notice: String?) {
         mode = .console
         if let notice {
-            screen.notice(notice + (held.isEmpty ? "" : " (guest output meanwhile follows)"))
+            screen.notice(notice + (held.isEmpty ? "" : " (guest output meanwhile follows)"), now: true)
         }
         if !held.isEmpty {
             screen.guest(held)
@@ -371,9 +381,9 @@ public final class Supervisor {
             let m = try UnixSocket.connect(path: run.hmpSocket)
             try m.setNonBlocking(true)
             mode = .monitor(m)
-            screen.notice("QEMU monitor (guest output is kept meanwhile); Ctrl-a c returns to the guest")
+            screen.notice("QEMU monitor (guest output is kept meanwhile); Ctrl-a c returns to the guest", now: true)
         } catch {
-            screen.notice("cannot reach the QEMU monitor: \(error)")
+            screen.notice("cannot reach the QEMU monitor: \(error)", now: true)
         }
     }
 
@@ -389,14 +399,14 @@ public final class Supervisor {
 
     private func sendSysRq(_ b: UInt8) {
         let c = Character(UnicodeScalar(b))
-        guard c.isLetter || c.isNumber, b < 0x80 else { return screen.notice("SysRq cancelled") }
+        guard c.isLetter || c.isNumber, b < 0x80 else { return screen.notice("SysRq cancelled", now: true) }
         let key = String(c).lowercased()
         qmp?.send(.human("sendkey alt-sysrq-\(key)")) { [unowned self] r in
             if case .success(let out) = r, let e = HMPResult.error(in: out.string ?? "") {
                 self.screen.notice("SysRq \(key) failed: \(e)")
             }
         }
-        screen.notice("sent SysRq \(key) (Alt-SysRq-\(key) on the guest's keyboard)")
+        screen.notice("sent SysRq \(key) (Alt-SysRq-\(key) on the guest's keyboard)", now: true)
     }
 
     private func statusLine() -> String {
