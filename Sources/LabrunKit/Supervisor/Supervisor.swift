@@ -195,7 +195,8 @@ public final class Supervisor {
 
             if ready[signals.readEnd] != nil { handleSignals() }
             if let r = ready[pty.primary] { handlePty(r) }
-            if let r = ready[input] { if r.readable || r.hangup { handleKeyboard() } }
+            // POLLNVAL too: a closed stdin must end keyboard input, not spin the loop.
+            if let r = ready[input], r.readable || r.hangup || r.invalid { handleKeyboard() }
             if let r = ready[screen.fd], r.writable { screen.flush() }
             if let e = qemuStderr, let r = ready[e] { if r.readable || r.hangup { handleQemuStderr(e) } }
             if let q = qmp, let r = ready[q.fd] {
@@ -221,7 +222,7 @@ public final class Supervisor {
 
     private func nextTimeout() -> Int32 {
         var t: Double = -1
-        if qmp == nil || qmp?.isClosed == true, child.status == nil { t = 0.02 }
+        if qmp == nil || qmp?.isClosed == true || agent.fd == nil, child.status == nil { t = 0.02 }
         if let d = quitDeadline { let left = max(0, d - monotonicSeconds()); t = t < 0 ? left : min(t, left) }
         if child.status != nil { t = t < 0 ? 0.05 : min(t, 0.05) }
         if !waitingForAgent.isEmpty { t = t < 0 ? 1 : min(t, 1) }
@@ -433,6 +434,8 @@ public final class Supervisor {
 
     private func connectQMPIfNeeded() {
         guard child.status == nil else { return }
+        // QEMU accepts one QMP client at a time; if our connection dropped, take it again.
+        if qmp?.isClosed == true { qmp = nil }
         if agent.fd == nil, qmp != nil, let fd = try? UnixSocket.connect(path: run.agentSocket) {
             try? fd.setNonBlocking(true)
             agent.attach(fd)
