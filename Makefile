@@ -9,7 +9,28 @@ LABRUN       := $(LABRUN_BUILD)
 TEST_ACCEL   ?= tcg
 
 # Debian packages labrun, its guest builder and its tests need.
-APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static cpio xz-utils fakeroot e2fsprogs gdb
+APT_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils busybox-static cpio xz-utils fakeroot e2fsprogs gdb
+
+# The guest `make run` (nodebug, shared, debug, snapshot …) uses: the tiny one in this checkout, or
+# the full Debian one in its own lab debian/ (`make rootfs` builds it and selects it). GUEST=tiny or
+# GUEST=debian on the command line selects one and is remembered in .labrun-guest. LABRUN_LAB in
+# the environment overrides both: labrun itself reads it.
+GUEST_FILE := .labrun-guest
+ifeq ($(origin GUEST),command line)
+  ifeq ($(filter tiny debian,$(GUEST)),)
+    $(error GUEST=$(GUEST): expected tiny or debian)
+  endif
+  $(shell echo '$(GUEST)' >$(GUEST_FILE))
+else
+  GUEST := $(if $(filter debian,$(shell cat $(GUEST_FILE) 2>/dev/null)),debian,tiny)
+endif
+GUEST_LAB   := $(if $(filter debian,$(GUEST)),debian,.)
+GUEST_IMAGE := $(if $(filter debian,$(GUEST)),debian/debian-rootfs.qcow2,debian-rootfs.qcow2)
+ifeq ($(GUEST)$(LABRUN_LAB),debian)
+  export LABRUN_LAB := $(CURDIR)/debian
+endif
+# The Debian guest's builder runs mmdebstrap as root.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo )
 
 .PHONY: help run nodebug shared debug guest build deps test test-unit test-integration \
         snapshot restore delete snapshots reset info check status stop clean distclean bench
@@ -24,6 +45,10 @@ help:
 	@echo "make info / check / status / stop"
 	@echo "make test         unit + integration tests (boots the real guest under QEMU)"
 	@echo "make guest        build the tiny default guest (Debian kernel + busybox)"
+	@echo "make rootfs       build the full Debian guest in debian/ and make it the one \`make run\` boots"
+	@echo "                  (GUEST=tiny / GUEST=debian on any make command switches; now: $(GUEST))"
+	@echo "make guest-aarch64  build the tiny AArch64 guest in guest-aarch64/ (labrun init DIR --arch aarch64)"
+	@echo "make test-slow    build the Debian guest and boot it in the slow tests (minutes)"
 	@echo "make clean        remove build products (never the images; see distclean)"
 
 # --- set-up -----------------------------------------------------------------------------
@@ -48,55 +73,98 @@ guest: deps
 debian-rootfs.qcow2 guest-build/vmlinux:
 	$(MAKE) guest
 
+.PHONY: rootfs guest-aarch64 test-slow
+
+# The full Debian bookworm guest, in its own lab directory debian/ (about 2 minutes, as root).
+rootfs: deps
+	$(AS_ROOT)bash guest/build-debian.sh debian
+	@echo debian >$(GUEST_FILE)
+	@echo "==> \`make run\` now boots the full Debian guest (debian/); \`make run GUEST=tiny\` switches back"
+
+debian/debian-rootfs.qcow2:
+	$(MAKE) rootfs
+
+# The tiny AArch64 guest, in its own lab directory guest-aarch64/ (about 15 s).
+guest-aarch64: deps
+	bash guest/build-tiny.sh --arch aarch64 guest-aarch64
+
+guest-aarch64/debian-rootfs.qcow2:
+	$(MAKE) guest-aarch64
+
 # --- the VM ------------------------------------------------------------------------------
 
-run: deps build debian-rootfs.qcow2
+run: deps build $(GUEST_IMAGE)
 	$(LABRUN) boot --debug
 
-nodebug: deps build debian-rootfs.qcow2
+nodebug: deps build $(GUEST_IMAGE)
 	$(LABRUN) boot
 
-shared: deps build debian-rootfs.qcow2
+shared: deps build $(GUEST_IMAGE)
 	$(LABRUN) boot --shared --debug
 
 debug:
-	gdb -q $(if $(wildcard guest-build/vmlinux),guest-build/vmlinux) -ex "target remote 127.0.0.1:$${GDB_PORT:-1234}"
+	gdb -q $(if $(wildcard $(GUEST_LAB)/guest-build/vmlinux),$(GUEST_LAB)/guest-build/vmlinux) -ex "target remote 127.0.0.1:$${GDB_PORT:-1234}"
 
-# --- snapshots and images (NAME is passed through the environment, never spliced into the shell) ---
+# --- snapshots and images ---------------------------------------------------------------
+# These run the labrun that is already built (building it only when it is missing): they act
+# on a VM that may be running, whose supervisor is that binary, so they never recompile first.
+# `make ... LABRUN=/path/to/labrun` picks another binary. The lab is labrun's own choice
+# (LABRUN_LAB, or this checkout).
+LABRUN_READY := $(if $(filter $(LABRUN_BUILD),$(LABRUN)),$(LABRUN_BUILD))
 
-snapshot: build
-	@if [ -z "$$NAME" ]; then echo "usage: make snapshot NAME=<name>" >&2; exit 2; fi; \
-	$(LABRUN) snapshot create "$$NAME"
+$(LABRUN_BUILD):
+	$(SWIFT) build -c $(CONFIG) --product labrun
 
-restore: build
-	@if [ -z "$$NAME" ]; then echo "usage: make restore NAME=<name>" >&2; exit 2; fi; \
-	$(LABRUN) snapshot restore "$$NAME"
+# NAME reaches the recipe only as an environment variable holding exactly what was typed:
+# $(value NAME) keeps make from expanding it (`$(shell …)` in a name is not run), and the
+# recipe never splices it into its text; labrun refuses unsafe names itself.
+# NAME itself is not exported: exporting would expand it.
+unexport NAME
+snapshot restore delete: export LABRUN_SNAPSHOT_NAME := $(value NAME)
 
-delete: build
-	@if [ -z "$$NAME" ]; then echo "usage: make delete NAME=<name>" >&2; exit 2; fi; \
-	$(LABRUN) snapshot delete "$$NAME"
+snapshot: $(LABRUN_READY)
+	@if [ -z "$$LABRUN_SNAPSHOT_NAME" ]; then echo "usage: make snapshot NAME=<name>" >&2; exit 2; fi; \
+	$(LABRUN) snapshot create -- "$$LABRUN_SNAPSHOT_NAME"
 
-snapshots: build
+restore: $(LABRUN_READY)
+	@if [ -z "$$LABRUN_SNAPSHOT_NAME" ]; then echo "usage: make restore NAME=<name>" >&2; exit 2; fi; \
+	$(LABRUN) snapshot restore -- "$$LABRUN_SNAPSHOT_NAME"
+
+delete: $(LABRUN_READY)
+	@if [ -z "$$LABRUN_SNAPSHOT_NAME" ]; then echo "usage: make delete NAME=<name>" >&2; exit 2; fi; \
+	$(LABRUN) snapshot delete -- "$$LABRUN_SNAPSHOT_NAME"
+
+snapshots: $(LABRUN_READY)
 	@$(LABRUN) snapshot list
 
-reset: build
+reset: $(LABRUN_READY)
 	@$(LABRUN) reset
 
-info check status stop: build
+info check: $(LABRUN_READY)
+	@$(LABRUN) $@
+
+status stop: build
 	@$(LABRUN) $@
 
 # --- tests -------------------------------------------------------------------------------
 
-test: deps debian-rootfs.qcow2
+test: deps debian-rootfs.qcow2 guest-aarch64/debian-rootfs.qcow2
 	$(SWIFT) build --build-tests
 	LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test
 
 test-unit:
 	$(SWIFT) test --skip IntegrationTests
 
-test-integration: deps debian-rootfs.qcow2
+test-integration: deps debian-rootfs.qcow2 guest-aarch64/debian-rootfs.qcow2
 	$(SWIFT) build --build-tests
 	LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test --filter IntegrationTests
+
+# The slow tier: (re)builds the full Debian guest in debian/ (a no-op when it is up to date), then
+# boots it under labrun: shell, gcc, agent, share, live snapshots.
+test-slow: deps debian-rootfs.qcow2
+	$(AS_ROOT)bash guest/build-debian.sh debian
+	$(SWIFT) build --build-tests
+	LABRUN_SLOW=1 LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test --filter SlowTests
 
 bench: deps build debian-rootfs.qcow2
 	bash bench/run.sh
@@ -107,3 +175,4 @@ clean:
 distclean: clean
 	@echo "removing the built guest and ALL image layers (runtime snapshots included)"
 	rm -rf guest-build debian-rootfs-base.img debian-rootfs.qcow2 debian-runtime.qcow2 debian-runtime.qcow2.undo
+	rm -rf debian guest-aarch64 $(GUEST_FILE)

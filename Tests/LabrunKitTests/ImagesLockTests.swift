@@ -58,6 +58,15 @@ import Testing
             #expect(holders.contains { $0.pid == qemu.pid && $0.command.contains("qemu-system-x86_64 -nodefaults") })
             let first = try #require(ImageLock.firstLocked(paths: [s.path("missing"), runtime, base]))
             #expect(first.path == runtime)
+            // Another lab's runtime layer on the same golden image: the running VM only reads
+            // golden and base (as its backing files), which is no conflict for that chain.
+            #expect(ImageLock.isLockedForWriting(runtime))
+            #expect(!ImageLock.isLockedForWriting(golden) && !ImageLock.isLockedForWriting(base))
+            let other = s.path("other-lab-runtime.qcow2")
+            try QemuImg().createOverlay(path: other, backing: golden, backingFormat: "qcow2")
+            #expect(ImageLock.firstLocked(paths: [other, golden, base]) == nil)
+            try ImageLock.requireUnlocked([other, golden, base], action: "test")
+            #expect(try OfflineSnapshots(qemuImg: QemuImg(), image: other).create(name: "beside-a-running-vm").name == "beside-a-running-vm")
             #expect(first.holders == holders)
 
             // Probing took no lock and changed nothing: qemu-img still meets QEMU's lock.
@@ -78,7 +87,7 @@ import Testing
             #expect { try snaps.create(name: "live") } throws: {
                 let m = ($0 as? LabrunError)?.message ?? ""
                 return m.hasPrefix("cannot create snapshot 'live': \(runtime) is in use by pid \(qemu.pid) (")
-                    && m.hasSuffix("; stop that VM first")
+                    && m.hasSuffix("; stop that VM first (`kill \(qemu.pid)` if nothing else will)")
             }
             #expect(throws: LabrunError.self) { try snaps.list() }
             #expect(s.bytes(runtime) == before)

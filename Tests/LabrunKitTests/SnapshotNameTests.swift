@@ -83,4 +83,15 @@ import Testing
         try SnapshotName.validate(name)
         #expect(CalendarTime.utc(1_795_723_189) == CalendarTime(year: 2026, month: 11, day: 26, hour: 19, minute: 59, second: 49))
     }
+
+    /// The live-restore undo snapshot's name cannot be created, but stays valid for restore
+    /// and delete (a crash may leave one behind).
+    @Test func theRestoreUndoNameIsKeptForLabrun() throws {
+        try SnapshotName.validate(SnapshotName.restoreUndo)
+        #expect { try SnapshotName.validateNew(SnapshotName.restoreUndo) } throws: {
+            ($0 as? LabrunError)?.message.contains("kept for labrun's own use") == true
+        }
+        try SnapshotName.validateNew("labrun-before-restore-2")
+        #expect(throws: LabrunError.self) { try SnapshotName.validateNew("") }
+    }
 }

@@ -33,6 +33,7 @@ extension LabrunCLI {
         }
 
         // Refuse before anything starts: a running lab, missing pieces, images in use.
+        if let denied = lab.runDirectory.permissionProblem { throw LabrunError(denied) }
         if controller.isRunning {
             let pid = lab.runDirectory.readPid().map { " (labrun pid \($0))" } ?? ""
             throw LabrunError("this lab's VM is already running\(pid); use that console, or `labrun stop` first")
@@ -60,6 +61,7 @@ extension LabrunCLI {
         if try controller.ensureRuntimeLayer() {
             printError("created the runtime layer \(Lab.runtimeName) on the golden image")
         }
+        try controller.requireSoundRuntime()
         try validateChain(controller)
         if let resume = options.loadSnapshot {
             let existing = (try? controller.offlineSnapshots().list()) ?? []

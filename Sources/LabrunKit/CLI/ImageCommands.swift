@@ -5,18 +5,33 @@ extension LabrunCLI {
         let a = try ArgumentSpec(flags: ["yes", "force", "undo"]).parse(args, command: "reset")
         let controller = try context.controller()
         let lab = controller.lab
+        // Everything is checked and confirmed before a running VM is stopped: a refusal or a
+        // "no" must leave the VM running.
+        var running = false
         if case .live(let fd) = try controller.route(for: "reset the runtime layer") {
+            fd.close()
             guard a.flag("force") else {
-                fd.close()
                 throw LabrunError("the VM is running: `labrun stop` first, or `labrun reset --force` to stop it and reset")
             }
-            printError("stopping the running VM first (--force)")
-            try controller.stopRunning(over: fd)
-            try ImageLock.requireUnlocked(controller.layerPaths, action: "reset the runtime layer")
+            running = true
         }
         if a.flag("undo") {
             guard fileExists(lab.undoPath) else { throw LabrunError("nothing to undo: no previous runtime layer (\(Lab.undoName))") }
-            try confirm("Swap the runtime layer with the one saved by the last reset?", a.flag("yes"))
+            try confirm("Swap the runtime layer with the one saved by the last reset?" + (running ? " The running VM is stopped first." : ""), a.flag("yes"))
+        } else {
+            guard fileExists(lab.goldenPath) else { throw LabrunError("no golden image at \(lab.goldenPath): build the default guest with `make guest`") }
+            if fileExists(lab.runtimePath) {
+                let snapshots = running ? liveSnapshotCount(controller) : ((try? controller.offlineSnapshots().list())?.count ?? 0)
+                try confirm("Reset \(Lab.runtimeName) to the golden image? Its changes and \(snapshots) snapshot(s) move to \(Lab.undoName) (one undo step, `labrun reset --undo`)."
+                            + (running ? " The running VM is stopped first." : ""), a.flag("yes"))
+            }
+        }
+        if running {
+            printError("stopping the running VM first (--force)")
+            if let fd = ControlClient.connect(controller.run.controlSocket) { try controller.stopRunning(over: fd) }
+            try ImageLock.requireUnlocked(controller.layerPaths, action: "reset the runtime layer")
+        }
+        if a.flag("undo") {
             let swap = lab.runtimePath + ".swap"
             do {
                 if fileExists(lab.runtimePath) { try renameFile(lab.runtimePath, swap) }
@@ -27,10 +42,7 @@ extension LabrunCLI {
             say("restored the previous runtime layer; the one it replaced is now the undo step")
             return 0
         }
-        guard fileExists(lab.goldenPath) else { throw LabrunError("no golden image at \(lab.goldenPath): build the default guest with `make guest`") }
-        let snapshots = (try? controller.offlineSnapshots().list())?.count ?? 0
         if fileExists(lab.runtimePath) {
-            try confirm("Reset \(Lab.runtimeName) to the golden image? Its changes and \(snapshots) snapshot(s) move to \(Lab.undoName) (one undo step, `labrun reset --undo`).", a.flag("yes"))
             do { try renameFile(lab.runtimePath, lab.undoPath) } catch { throw error.asLabrunError }
         }
         do {
@@ -43,6 +55,13 @@ extension LabrunCLI {
         try controller.setPendingResume(nil)
         say("reset: a fresh \(Lab.runtimeName) on the golden image" + (fileExists(lab.undoPath) ? "; the previous one is kept as \(Lab.undoName) (`labrun reset --undo`)" : ""))
         return 0
+    }
+
+    /// How many snapshots the running VM's runtime layer holds (for the reset question).
+    private static func liveSnapshotCount(_ controller: LabController) -> Int {
+        guard let fd = ControlClient.connect(controller.run.controlSocket),
+              let r = try? controller.send(ControlRequest(.snapshotList), over: fd) else { return 0 }
+        return r.snapshots?.count ?? 0
     }
 
     /// Asks y/N on a terminal; without one, --yes is required.
@@ -169,14 +188,14 @@ extension LabrunCLI {
 
     static func initLab(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
         let a = try ArgumentSpec(flags: ["force"], options: ["arch"], positionals: 1...1).parse(args, command: "init")
-        let source = try context.controller().lab
+        var source = try context.controller().lab
         let target = absolutePath(a.positionals[0])
         let arch = try a.option("arch").map { (v: String) throws(LabrunError) -> Architecture in
             guard let x = Architecture(rawValue: v) else { throw .usage("--arch \(v): expected x86_64 or aarch64") }
             return x
         } ?? source.config.arch
-        guard arch == source.config.arch else {
-            throw LabrunError("this lab's guest is \(source.config.arch.rawValue); an \(arch.rawValue) lab needs an \(arch.rawValue) guest build (not available yet)")
+        if arch != source.config.arch {
+            source = try archGuestLab(arch, near: source)
         }
         guard fileExists(source.goldenPath), fileExists(source.kernelPath) else {
             throw LabrunError("the source lab \(source.root) has no built guest: run `make guest` there first")
@@ -195,9 +214,48 @@ extension LabrunCLI {
         conf += "kernel = \(realPath(source.kernelPath) ?? source.kernelPath)\n"
         if let initrd = source.initrdPath { conf += "initrd = \(realPath(initrd) ?? initrd)\n" }
         conf += "mem = \(source.config.memoryMiB)\ncpus = \(source.config.cpus)\n"
+        if let append = source.config.append { conf += "append = \(append)\n" }
         do { try conf.write(toFile: lab.root + "/lab.conf") } catch { throw error.asLabrunError }
         say("created lab \(lab.root): its runtime layer is backed by \(source.goldenPath); boot it with `labrun --lab \(lab.root) boot`")
         return 0
+    }
+
+    /// The lab holding the tiny guest for another architecture than `source`'s: `guest-ARCH/` in
+    /// the source lab or next to it (the labrun checkout's `make guest-aarch64` builds it there).
+    /// When none is built yet, the checkout's guest/build-tiny.sh builds it (about 30 s, once).
+    private static func archGuestLab(_ arch: Architecture, near source: Lab) throws(LabrunError) -> Lab {
+        let name = "guest-" + arch.rawValue
+        let places = [source.root, parentDirectory(source.root)]
+        func built(_ dir: String) -> Bool {
+            fileExists(dir + "/" + Lab.goldenName) && fileExists(dir + "/guest-build/vmlinuz")
+        }
+        var dir = places.map { $0 + "/" + name }.first(where: built)
+        if dir == nil {
+            // The builder: in the source lab or next to it (a checkout), or above this labrun binary.
+            var exe = realPath("/proc/self/exe") ?? ""
+            var above: [String] = []
+            for _ in 0..<5 where exe != "/" && !exe.isEmpty { exe = parentDirectory(exe); above.append(exe) }
+            let builders = (places + above).map { ($0, $0 + "/guest/build-tiny.sh") }
+            guard let (home, builder) = builders.first(where: { fileExists($0.1) }) else {
+                throw LabrunError("no \(arch.rawValue) guest near \(source.root): build one with `make guest-\(arch.rawValue)` in the labrun checkout (or `guest/build-tiny.sh --arch \(arch.rawValue) \(source.root)/\(name)`)")
+            }
+            let into = (places.contains(home) ? home : source.root) + "/" + name
+            printError("building the tiny \(arch.rawValue) guest into \(into) (once): \(builder) --arch \(arch.rawValue) \(into)")
+            var config = SpawnConfiguration(executable: "bash", arguments: [builder, "--arch", arch.rawValue, into])
+            config.standardInput = .devNull
+            config.standardOutput = .descriptor(.standardError)   // stdout stays the one-line result
+            let status: TerminationStatus
+            do { status = try Spawner.spawn(config).wait() } catch { throw LabrunError("cannot run \(builder): \(error)") }
+            guard status.isSuccess, built(into) else {
+                throw LabrunError("building the \(arch.rawValue) guest failed (\(status)); see the messages above")
+            }
+            dir = into
+        }
+        let lab = try Lab.open(dir!)
+        guard lab.config.arch == arch else {
+            throw LabrunError("\(lab.root) holds an \(lab.config.arch.rawValue) guest, not \(arch.rawValue): its lab.conf needs `arch = \(arch.rawValue)`")
+        }
+        return lab
     }
 
     static func encodeJSON(_ value: some Encodable) -> String {

@@ -14,7 +14,7 @@ extension LabrunCLI {
     static func snapshotCreate(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
         let a = try ArgumentSpec(flags: ["force", "disk-only"], positionals: 1...1).parse(args, command: "snapshot create")
         let name = a.positionals[0]
-        try SnapshotName.validate(name)
+        try SnapshotName.validateNew(name)
         let controller = try context.controller()
         switch try controller.route(for: "create snapshot '\(name)'") {
         case .live(let fd):

@@ -67,12 +67,16 @@ public final class ControlServer {
                         case .success(let request): onRequest?(id, request)
                         case .failure(let error): respond(id, .failure(error))
                         }
-                        c = connections[id] ?? c
+                        // Answered and closed already: its descriptor is gone (and its number
+                        // may be reused), so never read it again.
+                        guard let current = connections[id] else { return }
+                        c = current
                     }
                 } catch {
                     connections[id] = c
                     respond(id, .failure(LabrunError("control request longer than \(ControlProtocol.maxRequestBytes) bytes: refused")))
-                    c = connections[id] ?? c
+                    guard let current = connections[id] else { return }
+                    c = current
                 }
             case .failure(.wouldBlock):
                 connections[id] = c

@@ -23,12 +23,10 @@ public struct OfflineSnapshots: Sendable {
     /// or with `force` deleted first so that no duplicate remains. Returns the new snapshot.
     @discardableResult
     public func create(name: String, force: Bool = false) throws(LabrunError) -> SnapshotInfo {
-        try SnapshotName.validate(name)
+        try SnapshotName.validateNew(name)
         try ImageLock.requireUnlocked([image], action: "create snapshot '\(name)'")
         if let old = try unique(name, in: qemuImg.snapshots(image)) {
-            guard force else {
-                throw LabrunError("snapshot '\(name)' already exists (ID \(old.id)); choose another name, or pass --force to replace it")
-            }
+            guard force else { throw Messages.exists(name, id: old.id) }
             try qemuImg.deleteSnapshot(image, name: name)
         }
         try qemuImg.createSnapshot(image, name: name)
@@ -59,10 +57,7 @@ public struct OfflineSnapshots: Sendable {
         try SnapshotName.validate(name)
         try ImageLock.requireUnlocked([image], action: action)
         let all = try qemuImg.snapshots(image)
-        guard let snapshot = try unique(name, in: all) else {
-            let names = all.map(\.name)
-            throw LabrunError("no snapshot named '\(name)'; " + (names.isEmpty ? "there are no snapshots yet" : "existing: " + names.joined(separator: ", ")))
-        }
+        guard let snapshot = try unique(name, in: all) else { throw Messages.missing(name, existing: all) }
         return snapshot
     }
 

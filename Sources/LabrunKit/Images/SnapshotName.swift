@@ -56,6 +56,19 @@ public enum SnapshotName {
         }
     }
 
+    /// The snapshot a live restore saves the running VM to first (to go back to when QEMU
+    /// fails to load the one asked for) and deletes right after: no user snapshot may have it.
+    public static let restoreUndo = "labrun-before-restore"
+
+    /// `validate`, plus: not a name labrun keeps for itself. For creating snapshots; an
+    /// existing one of that name (left by a crash) can still be restored or deleted.
+    public static func validateNew(_ name: String) throws(LabrunError) {
+        try validate(name)
+        if name == restoreUndo {
+            throw LabrunError("snapshot name '\(name)' is kept for labrun's own use during a live restore; choose another")
+        }
+    }
+
     /// The name used when none is given: `snap-YYYYMMDD-HHMMSS` in local time.
     public static func defaultName(date: Date = Date()) -> String {
         let t = CalendarTime.local(Int64(date.timeIntervalSince1970.rounded(.down)))

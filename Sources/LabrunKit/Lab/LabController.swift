@@ -23,11 +23,37 @@ public struct LabController {
 
     /// 1. a supervisor answers → live; 2. a layer is locked by another process → refuse,
     /// naming it; 3. offline. `action` completes "cannot …" in the refusal.
+    ///
+    /// The offline path holds the lab's command lock until the process ends, so that two
+    /// offline commands at once (two terminals) run one after the other instead of meeting
+    /// each other's qemu-img lock or both creating the same name.
     public func route(for action: String) throws(LabrunError) -> Route {
+        if let denied = run.permissionProblem { throw LabrunError(denied) }
         if let fd = ControlClient.connect(run.controlSocket) { return .live(fd) }
+        if holdCommandLock() {
+            // We waited for another command: it may have been a boot.
+            if let fd = ControlClient.connect(run.controlSocket) { return .live(fd) }
+        }
         cleanStaleRunDirectory()
         try ImageLock.requireUnlocked(layerPaths, action: action)
         return .offline
+    }
+
+    /// Labs whose command lock this process holds (an flock on the lab directory, released
+    /// when the process exits).
+    nonisolated(unsafe) private static var commandLocks: [String: FileDescriptor] = [:]
+
+    /// Takes this lab's command lock, waiting (and saying so) while another labrun command
+    /// holds it. Returns true when it had to wait.
+    @discardableResult
+    func holdCommandLock() -> Bool {
+        guard Self.commandLocks[lab.root] == nil,
+              let fd = try? FileDescriptor.open(lab.root, O_RDONLY | O_DIRECTORY) else { return false }
+        Self.commandLocks[lab.root] = fd
+        if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { return false }
+        try? FileDescriptor.standardError.writeAll("labrun: waiting for another labrun command on this lab to finish\n")
+        while flock(fd.rawValue, LOCK_EX) != 0 && errno == EINTR {}
+        return true
     }
 
     /// True when a supervisor answers for this lab.
@@ -79,6 +105,13 @@ public struct LabController {
             }
             throw LabrunError("no lab images in \(lab.root): build the default guest with `make guest`")
         }
+        try requireSoundRuntime()
+    }
+
+    /// Refuses, in one line, a runtime layer that is not qcow2 (raw garbage, an empty file) or
+    /// whose backing chain has a missing file, before qemu-img or QEMU trips over it.
+    public func requireSoundRuntime() throws(LabrunError) {
+        if let problem = ImageHeader.problem(runtime: lab.runtimePath) { throw LabrunError(problem) }
     }
 
     /// Creates the runtime layer on the golden image when it is missing, with a relative
@@ -109,13 +142,22 @@ public struct LabController {
         }
     }
 
+    /// True when `pid` no longer runs: gone, or a zombie its parent has not reaped yet (a
+    /// supervisor only exits after QEMU has ended and its sockets are closed).
+    static func hasEnded(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return true }
+        guard let stat = readSmallFile("/proc/\(pid)/stat", limit: 4096),
+              let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return false }
+        return stat[close + 2] == UInt8(ascii: "Z")
+    }
+
     /// Asks the running supervisor to stop and waits until it has gone (up to `seconds`).
     public func stopRunning(over fd: FileDescriptor, seconds: Double = 20) throws(LabrunError) {
         let pid = run.readPid()
         _ = try send(ControlRequest(.stop), over: fd)
         let deadline = monotonicSeconds() + seconds
         while monotonicSeconds() < deadline {
-            if !isRunning, pid.map({ kill($0, 0) != 0 }) ?? true { return }
+            if !isRunning, pid.map(Self.hasEnded) ?? true { return }
             sleepSeconds(0.05)
         }
         throw LabrunError("the VM did not stop within \(Int(seconds)) s; see `labrun status`")

@@ -18,14 +18,16 @@ public enum Messages {
 
     public static func deleted(name: String) -> String { "snapshot '\(name)' deleted" }
 
+    /// Restore or delete of a name that is not there (both paths: QEMU itself would "succeed").
     public static func missing(_ name: String, existing: [SnapshotInfo]) -> LabrunError {
         LabrunError("no snapshot named '\(name)'; " + (existing.isEmpty
-            ? "this lab has no snapshots yet"
+            ? "there are no snapshots yet"
             : "existing: " + existing.map(\.name).joined(separator: ", ")))
     }
 
-    public static func exists(_ name: String) -> LabrunError {
-        LabrunError("a snapshot named '\(name)' already exists; choose another name, or use --force to replace it")
+    /// Create of a name that is taken, without --force (both paths).
+    public static func exists(_ name: String, id: String) -> LabrunError {
+        LabrunError("snapshot '\(name)' already exists (ID \(id)); choose another name, or pass --force to replace it")
     }
 
     public static func formatSeconds(_ s: Double) -> String {

@@ -61,8 +61,9 @@ struct LiveSnapshots {
 
     func create(name: String, force: Bool, diskOnly: Bool = false, _ done: @escaping Done) {
         let started = monotonicSeconds()
+        do { try SnapshotName.validateNew(name) } catch { return done(.failure(error)) }
         prepare(name, done) { existing in
-            if existing.contains(where: { $0.name == name }) && !force { return done(.failure(Messages.exists(name))) }
+            if let old = existing.first(where: { $0.name == name }), !force { return done(.failure(Messages.exists(name, id: old.id))) }
             let finish: (String?, String) -> Void = { err, note in
                 if let err { return done(.failure(LabrunError("snapshot '\(name)' not created: \(err)"))) }
                 let seconds = monotonicSeconds() - started
@@ -129,30 +130,59 @@ struct LiveSnapshots {
             guard snap.hasVMState else {
                 return done(.failure(LabrunError("snapshot '\(name)' is disk only (no VM state): stop the VM (`labrun stop`), then restore it")))
             }
-            human("loadvm \(name)") { err in
-                guard let err else {
-                    let seconds = monotonicSeconds() - started
-                    var resp = ControlResponse()
-                    resp.snapshot = snap
-                    resp.seconds = seconds
-                    resp.message = Messages.restored(name: name, seconds: seconds, live: true, resumesVM: true)
-                    // Snapshots are taken with the share unmounted: mount it again.
-                    guard shareExported, agent.isReady else { return done(resp) }
-                    return agent.setShareMounted(true) { why in
-                        if let why { resp.message! += "; /mnt could not be mounted again: \(why)" }
-                        done(resp)
+            // QEMU resets the machine and reverts the disk before it reads the VM state, so a
+            // load that fails (e.g. the snapshot was taken with another memory size) would leave
+            // a rebooting guest on the snapshot's disk. Save the VM first and go back to it then.
+            // (Restoring a left-over undo snapshot itself goes without one: saving would replace it.)
+            let protect: (@escaping (String?) -> Void) -> Void = name == Self.undoSnapshot
+                ? { $0("restoring the undo snapshot itself") }
+                : { next in human("savevm \(Self.undoSnapshot)", next) }
+            protect { saveErr in
+                let undoable = saveErr == nil
+                human("loadvm \(name)") { err in
+                    guard let err else {
+                        let finish = {
+                            let seconds = monotonicSeconds() - started
+                            var resp = ControlResponse()
+                            resp.snapshot = snap
+                            resp.seconds = seconds
+                            resp.message = Messages.restored(name: name, seconds: seconds, live: true, resumesVM: true)
+                            // Snapshots are taken with the share unmounted: mount it again.
+                            guard shareExported, agent.isReady else { return done(resp) }
+                            agent.setShareMounted(true) { why in
+                                if let why { resp.message! += "; /mnt could not be mounted again: \(why)" }
+                                done(resp)
+                            }
+                        }
+                        guard undoable else { return finish() }
+                        return human("delvm \(Self.undoSnapshot)") { _ in finish() }
                     }
-                }
-                // A failed loadvm leaves the VM paused (runstate restore-vm): resume it.
-                qmp.send(.queryStatus) { st in
-                    let running = (try? st.get())?["running"]?.bool ?? false
-                    let fail = LabrunError("snapshot '\(name)' not restored: \(err); the VM keeps running as it was")
-                    if running { return done(.failure(fail)) }
-                    qmp.send(.cont) { _ in done(.failure(fail)) }
+                    let failed = { (outcome: String) in
+                        // A failed loadvm leaves the VM paused (runstate restore-vm): resume it.
+                        let fail = LabrunError("snapshot '\(name)' not restored: \(err); \(outcome)")
+                        qmp.send(.queryStatus) { st in
+                            let running = (try? st.get())?["running"]?.bool ?? false
+                            if running { return done(.failure(fail)) }
+                            qmp.send(.cont) { _ in done(.failure(fail)) }
+                        }
+                    }
+                    guard undoable else {
+                        return failed("QEMU had already reset the VM and reverted its disk to the snapshot (\(saveErr ?? "")); the VM keeps running from there")
+                    }
+                    human("loadvm \(Self.undoSnapshot)") { backErr in
+                        human("delvm \(Self.undoSnapshot)") { _ in
+                            failed(backErr == nil
+                                ? "the VM keeps running as it was"
+                                : "going back failed too (\(backErr!)); the VM was reset and keeps running")
+                        }
+                    }
                 }
             }
         }
     }
+
+    /// The snapshot a live restore saves the running VM to first, and deletes afterwards.
+    static let undoSnapshot = SnapshotName.restoreUndo
 
     func delete(name: String, _ done: @escaping Done) {
         prepare(name, done) { existing in

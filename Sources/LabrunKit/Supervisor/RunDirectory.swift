@@ -42,6 +42,17 @@ public struct RunDirectory: Sendable {
         }
     }
 
+    /// A one-line refusal when this run directory or its control socket exists but this user
+    /// may not use it (another user's supervisor: mode 0700 directory, 0600 socket); nil otherwise.
+    public var permissionProblem: String? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        if access(path, X_OK) != 0 || (fileExists(controlSocket) && access(controlSocket, R_OK | W_OK) != 0) {
+            return "permission denied: this lab's run directory \(path) belongs to another user (uid \(st.st_uid)); their VM is theirs to stop"
+        }
+        return nil
+    }
+
     /// Removes the sockets and pid file a dead supervisor left behind (keeps `resume`).
     public func cleanStale() {
         for f in [controlSocket, qmpSocket, hmpSocket, agentSocket, pidFile] { unlink(f) }
