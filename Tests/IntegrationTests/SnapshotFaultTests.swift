@@ -101,19 +101,31 @@ extension SnapshotSuites {
         /// A live restore that QEMU itself fails (the snapshot was taken with another memory size):
         /// refused with QEMU's reason, and the VM keeps running as it was: not paused, not rebooted,
         /// its shell state and disk as before.
-        @Test func failedLiveRestoreLeavesTheVMRunningAsItWas() throws {
+        @Test func restoreIntoAVMOfAnotherShapeLeavesTheVMRunningAsItWas() throws {
             let lab = try TestLab()
             var session = try lab.bootToShell(["--mem", "320M"])
             try session.shell("echo from-320 > /root/marker")
             try lab.ok(["snapshot", "create", "other-mem"])
+            try lab.ok(["snapshot", "create", "unrecorded"])
             try lab.ok(["stop"])
             session.waitStopped()
+            // Forget the shape of one of them, as for a snapshot labrun did not take.
+            let shapes = lab.root + "/.labrun-snapshots.json"
+            let table = try #require(readSmallFile(shapes).map { String(decoding: $0, as: UTF8.self) })
+            #expect(table.contains("other-mem@") && table.contains("unrecorded@") && table.contains("\"memoryMiB\":320"))
+            var decoded = try JSONDecoder().decode([String: VMShape].self, from: Data(table.utf8))
+            decoded = decoded.filter { !$0.key.hasPrefix("unrecorded@") }
+            try String(decoding: JSONEncoder().encode(decoded), as: UTF8.self).write(toFile: shapes)
 
             session = try lab.bootToShell()
             try session.shell("V=still-here; echo current > /root/marker")
             let mark = session.length
-            let err = try lab.refused(["snapshot", "restore", "other-mem"])
-            #expect(err.contains("snapshot 'other-mem' not restored"), "\(err)")
+            // Recorded shape: refused before QEMU is asked, saying how to boot for it.
+            let up = try lab.refused(["snapshot", "restore", "other-mem"])
+            #expect(up.contains("320 MiB") && up.contains("--mem 320M"), "\(up)")
+            // No record: QEMU tries, fails, and labrun brings the VM back from its safety snapshot.
+            let err = try lab.refused(["snapshot", "restore", "unrecorded"])
+            #expect(err.contains("snapshot 'unrecorded' not restored"), "\(err)")
             let status = try lab.ok(["status", "--json"])
             #expect(status.contains("\"runState\" : \"running\""), "the VM was left paused: \(status)")
             let out = try session.shell("echo alive V=$V; cat /root/marker", timeout: 10)
@@ -121,7 +133,17 @@ extension SnapshotSuites {
             #expect(out.contains("current"))
             #expect(!session.text(since: mark).contains("labrun-guest: ready"), "the guest rebooted")
             try session.quit()
-            #expect(try lab.qemuImgSnapshots().map(\.name) == ["other-mem"], "a temporary snapshot was left behind")
+            #expect(try lab.qemuImgSnapshots().map(\.name) == ["other-mem", "unrecorded"], "a temporary snapshot was left behind")
+
+            // Offline restore, then a plain boot: it resumes in the snapshot's own shape.
+            try lab.ok(["snapshot", "restore", "other-mem"])
+            let resumed = try lab.boot()
+            try resumed.expect("with its settings: 320 MiB", timeout: 30)
+            try resumed.expect("(tcg, 320 MiB", timeout: 30)
+            let back = try resumed.shell("cat /root/marker", timeout: 30)
+            #expect(back.contains("from-320"))
+            try resumed.send([0x01, UInt8(ascii: "x")])
+            #expect(resumed.waitForExit() == .exited(0))
         }
     }
 }

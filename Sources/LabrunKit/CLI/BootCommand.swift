@@ -65,12 +65,22 @@ extension LabrunCLI {
         try validateChain(controller)
         if let resume = options.loadSnapshot {
             let existing = (try? controller.offlineSnapshots().list()) ?? []
-            if !existing.contains(where: { $0.name == resume && $0.hasVMState }) {
+            if let snap = existing.first(where: { $0.name == resume && $0.hasVMState }) {
+                // Resume in the VM shape the snapshot was taken in, whatever the flags say.
+                if let recorded = SnapshotShapes(lab: lab).shape(of: snap), recorded != (try QemuCommand(lab: lab, options: options)).shape {
+                    options.memoryMiB = recorded.memoryMiB
+                    options.cpus = recorded.cpus
+                    options.accel = recorded.cpu == "host" ? .kvm : .tcg
+                    options.shared = recorded.share ? (options.shared ?? lab.sharedPath) : nil
+                    if let shared = options.shared { makeDirectory(shared) }
+                    printError("resuming from snapshot '\(resume)' with its settings: \(recorded)")
+                } else {
+                    printError("resuming from snapshot '\(resume)'")
+                }
+            } else {
                 printError("snapshot '\(resume)' to resume from is gone; booting normally")
                 options.loadSnapshot = nil
                 try? controller.setPendingResume(nil)
-            } else {
-                printError("resuming from snapshot '\(resume)'")
             }
         }
         let final = try QemuCommand(lab: lab, options: options)

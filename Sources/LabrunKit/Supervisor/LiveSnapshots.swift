@@ -8,6 +8,9 @@ struct LiveSnapshots {
     let agent: GuestAgent
     /// The VM exports a 9p share: it may be mounted in the guest, which blocks savevm.
     let shareExported: Bool
+    /// This VM's shape, recorded with each snapshot and checked before each restore.
+    let shape: VMShape
+    let shapes: SnapshotShapes
     typealias Done = (ControlResponse) -> Void
 
     /// The runtime layer's snapshots, from query-named-block-nodes (same keys as qemu-img's JSON).
@@ -69,7 +72,9 @@ struct LiveSnapshots {
                 let seconds = monotonicSeconds() - started
                 snapshots { r in
                     var resp = ControlResponse()
-                    resp.snapshot = (try? r.get())?.last { $0.name == name }
+                    let list = (try? r.get()) ?? []
+                    resp.snapshot = list.last { $0.name == name }
+                    if let made = resp.snapshot, made.hasVMState { shapes.record(shape, for: made, existing: list) }
                     resp.seconds = seconds
                     resp.message = Messages.created(resp.snapshot, name: name, seconds: seconds) + note
                     done(resp)
@@ -132,13 +137,20 @@ struct LiveSnapshots {
             }
             // QEMU resets the machine and reverts the disk before it reads the VM state, so a
             // load that fails (e.g. the snapshot was taken with another memory size) would leave
-            // a rebooting guest on the snapshot's disk. Save the VM first and go back to it then.
-            // (Restoring a left-over undo snapshot itself goes without one: saving would replace it.)
-            let protect: (@escaping (String?) -> Void) -> Void = name == Self.undoSnapshot
-                ? { $0("restoring the undo snapshot itself") }
-                : { next in human("savevm \(Self.undoSnapshot)", next) }
+            // a rebooting guest on the snapshot's disk. A snapshot labrun took has its shape on
+            // record: refuse a different one up front, at no cost. For one labrun did not take
+            // (a monitor savevm), save the VM first and go back to it if the load fails.
+            let recorded = shapes.shape(of: snap)
+            if let recorded, recorded != shape {
+                return done(.failure(LabrunError("snapshot '\(name)' was taken in a VM with \(recorded), this one has \(shape): stop it and boot with `labrun boot \(recorded.bootFlags)` to restore it")))
+            }
+            // (Restoring a left-over undo snapshot itself goes unguarded: saving would replace it.)
+            let guarded = recorded == nil && name != Self.undoSnapshot
+            let protect: (@escaping (String?) -> Void) -> Void = guarded
+                ? { next in human("savevm \(Self.undoSnapshot)", next) }
+                : { $0(nil) }
             protect { saveErr in
-                let undoable = saveErr == nil
+                let undoable = guarded && saveErr == nil
                 human("loadvm \(name)") { err in
                     guard let err else {
                         let finish = {
@@ -167,7 +179,8 @@ struct LiveSnapshots {
                         }
                     }
                     guard undoable else {
-                        return failed("QEMU had already reset the VM and reverted its disk to the snapshot (\(saveErr ?? "")); the VM keeps running from there")
+                        let why = saveErr.map { " (\($0))" } ?? ""
+                        return failed("QEMU had already reset the VM and reverted its disk to the snapshot\(why); the VM keeps running from there")
                     }
                     human("loadvm \(Self.undoSnapshot)") { backErr in
                         human("delvm \(Self.undoSnapshot)") { _ in

@@ -6,15 +6,21 @@ import Glibc
 public struct RunDirectory: Sendable {
     public let path: String
 
-    public init(lab: String) {
+    public init(lab: String, runtimeDirectory: String? = getenv("XDG_RUNTIME_DIR").map { String(cString: $0) }) {
         let local = lab + "/.labrun"
         if (local + "/control.sock").utf8.count <= UnixSocket.maxPathLength {
             path = local
-        } else {
-            let base = getenv("XDG_RUNTIME_DIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
-                ?? "/tmp/labrun-\(getuid())"
-            path = base + "/labrun-" + fnv1a(lab)
+            return
         }
+        // The short place depends on the environment ($XDG_RUNTIME_DIR): a supervisor started
+        // from a desktop terminal and a command run from ssh, cron or `sudo -u` may see
+        // different ones. Use whichever already holds this lab's supervisor, so every labrun
+        // command finds the same place; a new one goes to the first that fits.
+        let key = "/labrun-" + fnv1a(lab)
+        let candidates = [runtimeDirectory.flatMap { $0.hasPrefix("/") ? $0 + key : nil }, "/tmp/labrun-\(getuid())" + key]
+            .compactMap { $0 }.filter { ($0 + "/control.sock").utf8.count <= UnixSocket.maxPathLength }
+        let inUse = candidates.first { fileExists($0 + "/control.sock") || fileExists($0 + "/pid") }
+        path = inUse ?? candidates.first ?? "/tmp/labrun-\(getuid())" + key
     }
 
     public var controlSocket: String { path + "/control.sock" }

@@ -632,7 +632,8 @@ public final class Supervisor {
         guard !operationRunning, let q = qmp, q.isReady, !operations.isEmpty, quitDeadline == nil else { return }
         let op = operations.removeFirst()
         operationRunning = true
-        let ops = LiveSnapshots(qmp: q, agent: agent, shareExported: command.options.shared != nil)
+        let ops = LiveSnapshots(qmp: q, agent: agent, shareExported: command.options.shared != nil,
+                                shape: command.shape, shapes: SnapshotShapes(lab: lab))
         let started = monotonicSeconds()
         let done: (ControlResponse) -> Void = { [unowned self] response in
             self.operationRunning = false
