@@ -119,7 +119,7 @@ struct SplitMix64 {
     @Test func escapeCancels() {
         var e = LineEditor()
         _ = e.feed(UInt8(ascii: "a"))
-        #expect(e.feed(0x1B) == .cancelled)
+        #expect(e.feed([0x1B]) == .cancelled)
     }
 
     @Test func backspaceErasesAWholeUTF8Character() {
@@ -127,5 +127,22 @@ struct SplitMix64 {
         for b in Array("aé".utf8) { _ = e.feed(b) }
         _ = e.feed(0x7F)
         #expect(e.text == Array("a".utf8))
+    }
+}
+
+@Suite struct LineEditorKeyTests {
+    @Test func arrowKeysAreIgnoredAndLoneEscCancels() {
+        var e = LineEditor()
+        #expect(e.feed(Array("ab".utf8)) == .editing(echo: Array("ab".utf8)))
+        #expect(e.feed([0x1B, UInt8(ascii: "["), UInt8(ascii: "A")]) == .editing(echo: []))
+        #expect(e.feed([0x1B, UInt8(ascii: "O"), UInt8(ascii: "P")]) == .editing(echo: []))
+        #expect(e.feed([0x1B, UInt8(ascii: "["), UInt8(ascii: "1"), UInt8(ascii: ";"), UInt8(ascii: "5"), UInt8(ascii: "C")]) == .editing(echo: []))
+        #expect(e.text == Array("ab".utf8))
+        #expect(e.feed([0x1B]) == .cancelled)
+    }
+
+    @Test func escFollowedByAPlainKeyCancels() {
+        var e = LineEditor()
+        #expect(e.feed([0x1B, UInt8(ascii: "x")]) == .cancelled)
     }
 }

@@ -32,6 +32,10 @@ extension LabrunCLI {
             return 0
         }
 
+        // One labrun command at a time on a lab: an offline snapshot running right now must
+        // finish before QEMU opens the images. Held for the supervisor's life (commands that
+        // come meanwhile find its control socket first and never wait for this lock).
+        controller.holdCommandLock()
         // Refuse before anything starts: a running lab, missing pieces, images in use.
         if let denied = lab.runDirectory.permissionProblem { throw LabrunError(denied) }
         if controller.isRunning {

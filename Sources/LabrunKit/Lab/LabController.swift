@@ -16,9 +16,13 @@ public struct LabController {
 
     public init(lab: Lab) { self.lab = lab }
 
-    /// The image layers, top to bottom, that exist.
+    /// The image layers, top to bottom. The runtime layer stays first even when it does not
+    /// exist yet: the lock probe judges the first path as the top layer (any QEMU lock is a
+    /// conflict) and the others as backing layers (only a writer is), and the golden image is
+    /// shared read-only by every lab made with `labrun init`, whose running VMs lock it. A file
+    /// that does not exist counts as unlocked.
     public var layerPaths: [String] {
-        [lab.runtimePath, lab.goldenPath, lab.basePath].filter(fileExists)
+        [lab.runtimePath, lab.goldenPath, lab.basePath]
     }
 
     /// 1. a supervisor answers → live; 2. a layer is locked by another process → refuse,
@@ -52,7 +56,7 @@ public struct LabController {
         Self.commandLocks[lab.root] = fd
         if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { return false }
         try? FileDescriptor.standardError.writeAll("labrun: waiting for another labrun command on this lab to finish\n")
-        while flock(fd.rawValue, LOCK_EX) != 0 && errno == EINTR {}
+        _ = valueOrErrno { flock(fd.rawValue, LOCK_EX) }
         return true
     }
 

@@ -268,8 +268,12 @@ public final class Supervisor {
         while !rest.isEmpty {
             switch mode {
             case .prompt(var editor, let def):
-                let b = rest.removeFirst()
-                switch editor.feed(b) {
+                // The editor takes this read up to the line's end (one key's escape sequence
+                // arrives in one read; a lone Esc at its end cancels); later keys stay for the guest.
+                let end = rest.firstIndex { $0 == 0x0D || $0 == 0x0A || $0 == 0x03 }.map { rest.index(after: $0) } ?? rest.endIndex
+                let chunk = rest[..<end]
+                rest = rest[end...]
+                switch editor.feed(chunk) {
                 case .editing(let echo):
                     mode = .prompt(editor, defaultName: def)
                     screen.raw(echo)

@@ -35,7 +35,8 @@ public final class RawMode: @unchecked Sendable {
     /// tcsetattr reports success if any change took; re-read to be sure the wanted mode holds.
     private static func apply(_ wanted: termios, to fd: FileDescriptor) throws(SystemCallError) {
         var w = wanted
-        try nothingOrErrno { tcsetattr(fd.rawValue, TCSAFLUSH, &w) }.get("tcsetattr")
+        // TCSADRAIN, not TCSAFLUSH: keys typed before labrun started are kept for the guest.
+        try nothingOrErrno { tcsetattr(fd.rawValue, TCSADRAIN, &w) }.get("tcsetattr")
         var now = termios()
         try nothingOrErrno { tcgetattr(fd.rawValue, &now) }.get("tcgetattr")
         if now.c_lflag != wanted.c_lflag || now.c_iflag != wanted.c_iflag || now.c_oflag != wanted.c_oflag {
