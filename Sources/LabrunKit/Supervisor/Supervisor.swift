@@ -445,6 +445,9 @@ public final class Supervisor {
             agent.attach(fd)
         }
         guard qmp == nil, let fd = try? UnixSocket.connect(path: run.qmpSocket) else { return }
+        // QEMU made its sockets under umask 077 (0700: a socket's x bit means nothing, and a
+        // tighter umask would make 9p directories in the share untraversable): make them 0600.
+        for socket in [run.qmpSocket, run.hmpSocket, run.agentSocket] { chmod(socket, 0o600) }
         try? fd.setNonBlocking(true)
         let client = QMPClient(fd: fd)
         client.onEvent = { [unowned self] name, data in self.event(name, data) }
