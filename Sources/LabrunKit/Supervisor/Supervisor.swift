@@ -178,7 +178,7 @@ public final class Supervisor {
 
     private func loop() {
         while true {
-            if child.poll() != nil && !ptyOpen { break }
+            if child.status != nil && !ptyOpen { break }
             var set = PollSet()
             set.add(signals.readEnd)
             if ptyOpen { set.add(pty.primary, read: !screen.isFull && held.count < screen.highWater, write: !toGuest.isEmpty) }
@@ -214,7 +214,7 @@ public final class Supervisor {
             advanceTeardown()
             screen.tick()
             if !waitingForAgent.isEmpty { expireAgentWaits() }
-            if child.poll() != nil { noteQemuExit() }
+            if child.status != nil { noteQemuExit() }
         }
     }
 
@@ -222,7 +222,7 @@ public final class Supervisor {
 
     private func nextTimeout() -> Int32 {
         var t: Double = -1
-        if qmp == nil || qmp?.isClosed == true || agent.fd == nil, child.status == nil { t = 0.02 }
+        if needsConnection { t = max(0, nextConnectAttempt - monotonicSeconds()) }
         if let d = quitDeadline { let left = max(0, d - monotonicSeconds()); t = t < 0 ? left : min(t, left) }
         if child.status != nil { t = t < 0 ? 0.05 : min(t, 0.05) }
         if !waitingForAgent.isEmpty { t = t < 0 ? 1 : min(t, 1) }
@@ -233,13 +233,7 @@ public final class Supervisor {
     // MARK: guest console
 
     private func handlePty(_ r: Readiness) {
-        if r.writable && !toGuest.isEmpty {
-            switch pty.primary.write(toGuest) {
-            case .success(let n): toGuest.removeFirst(n)
-            case .failure(.wouldBlock): break
-            case .failure: toGuest.removeAll()
-            }
-        }
+        if r.writable { writeToGuest() }
         guard r.readable || r.hangup || r.invalid else { return }
         switch pty.primary.read() {
         case .success(let bytes) where !bytes.isEmpty:
@@ -313,12 +307,23 @@ public final class Supervisor {
         }
     }
 
-    /// Keyboard bytes to the guest, or to the monitor when it is shown.
+    /// Keyboard bytes to the guest (written at once; what the pty does not take waits for
+    /// POLLOUT), or to the monitor when it is shown.
     private func forward(_ data: [UInt8]) {
         if case .monitor(let m) = mode {
             try? m.writeAll(data)
-        } else {
-            toGuest += data
+            return
+        }
+        toGuest += data
+        writeToGuest()
+    }
+
+    private func writeToGuest() {
+        guard ptyOpen, !toGuest.isEmpty else { return }
+        switch pty.primary.write(toGuest) {
+        case .success(let n): toGuest.removeFirst(n)
+        case .failure(.wouldBlock): break
+        case .failure: toGuest.removeAll()
         }
     }
 
@@ -436,28 +441,41 @@ public final class Supervisor {
         }
     }
 
+    /// When the next attempt to reach QEMU's sockets is due, and the current interval: 20 ms
+    /// while QEMU starts (it creates them within a few ms), doubling to 1 s if nothing answers.
+    private var nextConnectAttempt: Double = 0
+    private var connectInterval: Double = 0.02
+    private var needsConnection: Bool { child.status == nil && (qmp == nil || qmp?.isClosed == true || agent.fd == nil) }
+
     private func connectQMPIfNeeded() {
-        guard child.status == nil else { return }
+        guard needsConnection else { return }
+        let now = monotonicSeconds()
+        guard now >= nextConnectAttempt else { return }
+        connectInterval = min(connectInterval * 2, 1)
+        nextConnectAttempt = now + connectInterval
         // QEMU accepts one QMP client at a time; if our connection dropped, take it again.
         if qmp?.isClosed == true { qmp = nil }
-        if agent.fd == nil, qmp != nil, let fd = try? UnixSocket.connect(path: run.agentSocket) {
+        if qmp == nil, let fd = try? UnixSocket.connect(path: run.qmpSocket) {
+            // QEMU made its sockets under umask 077 (0700: a socket's x bit means nothing, and a
+            // tighter umask would make 9p directories in the share untraversable): make them 0600.
+            for socket in [run.qmpSocket, run.hmpSocket, run.agentSocket] { chmod(socket, 0o600) }
+            try? fd.setNonBlocking(true)
+            let client = QMPClient(fd: fd)
+            client.onEvent = { [unowned self] name, data in self.event(name, data) }
+            client.onReady = { [unowned self] in
+                self.runState = "running"
+                unlink(self.run.resumeFile)
+                self.startNextOperation()
+            }
+            qmp = client
+        }
+        if qmp != nil, agent.fd == nil, let fd = try? UnixSocket.connect(path: run.agentSocket) {
             try? fd.setNonBlocking(true)
             agent.attach(fd)
         }
-        guard qmp == nil, let fd = try? UnixSocket.connect(path: run.qmpSocket) else { return }
-        // QEMU made its sockets under umask 077 (0700: a socket's x bit means nothing, and a
-        // tighter umask would make 9p directories in the share untraversable): make them 0600.
-        for socket in [run.qmpSocket, run.hmpSocket, run.agentSocket] { chmod(socket, 0o600) }
-        try? fd.setNonBlocking(true)
-        let client = QMPClient(fd: fd)
-        client.onEvent = { [unowned self] name, data in self.event(name, data) }
-        client.onReady = { [unowned self] in
-            self.runState = "running"
-            unlink(self.run.resumeFile)
-            self.startNextOperation()
-        }
-        qmp = client
+        if !needsConnection { connectInterval = 0.02 }
     }
+
 
     /// The guest agent said hello (at boot, or after a guest reboot): mount the share if exported.
     private func agentStarted() {
