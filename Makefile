@@ -150,14 +150,14 @@ status stop: build
 
 test: deps debian-rootfs.qcow2 guest-aarch64/debian-rootfs.qcow2
 	$(SWIFT) build --build-tests
-	LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test
+	LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test --no-parallel
 
 test-unit:
 	$(SWIFT) test --skip IntegrationTests
 
 test-integration: deps debian-rootfs.qcow2 guest-aarch64/debian-rootfs.qcow2
 	$(SWIFT) build --build-tests
-	LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test --filter IntegrationTests
+	LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test --no-parallel --filter IntegrationTests
 
 # The slow tier: (re)builds the full Debian guest in debian/ (a no-op when it is up to date), then
 # boots it under labrun: shell, gcc, agent, share, live snapshots.
@@ -165,6 +165,16 @@ test-slow: deps debian-rootfs.qcow2
 	$(AS_ROOT)bash guest/build-debian.sh debian
 	$(SWIFT) build --build-tests
 	LABRUN_SLOW=1 LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test --filter SlowTests
+
+# Issue 7 at full size: the fault, bad-input, security and load suites (200 live snapshot
+# cycles, 50 live restores) and a minute of fuzzing with fresh seeds (scripts/fuzz.sh).
+# `make test` runs the same suites at reduced load sizes.
+.PHONY: test-faults
+test-faults: deps debian-rootfs.qcow2
+	$(SWIFT) build --build-tests
+	LABRUN_ACCEL=$(TEST_ACCEL) LABRUN_LOAD_SCALE=full $(SWIFT) test --skip-build --no-parallel \
+	  --filter 'IntegrationTests\.(Fault|Security|Load)'
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash scripts/fuzz.sh
 
 bench: deps build debian-rootfs.qcow2
 	bash bench/run.sh

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # build-tiny.sh — build labrun's tiny default Linux guest from Debian packages.
 #
-# Usage: guest/build-tiny.sh [--force] LABDIR
+# Usage: guest/build-tiny.sh [--force] [--arch x86_64|aarch64] LABDIR
 #
 # Makes (names are relied upon by the Swift code):
-#   LABDIR/guest-build/vmlinux         ELF kernel (PVH entry: QEMU -kernel boots it without decompressing)
-#   LABDIR/guest-build/vmlinuz         Debian's original compressed kernel (fallback)
+#   LABDIR/guest-build/vmlinux         ELF kernel (PVH entry: QEMU -kernel boots it without decompressing);
+#                                      x86_64 only
+#   LABDIR/guest-build/vmlinuz         Debian's original kernel: compressed bzImage on x86_64 (fallback),
+#                                      the (uncompressed) Image that QEMU boots on aarch64
 #   LABDIR/guest-build/kernel-version  e.g. "6.1.0-56-amd64"
 #   LABDIR/guest-build/initrd.img      busybox + virtio/ext4/9p modules; /init mounts /dev/vda and switch_roots
 #   LABDIR/debian-rootfs-base.img      Layer 1: raw ext4, 256 MiB sparse, busybox userland
 #   LABDIR/debian-rootfs.qcow2         Layer 2: golden qcow2 overlay, backing file "debian-rootfs-base.img" (relative)
+#   LABDIR/lab.conf                    aarch64 only: "arch = aarch64" (added to an existing lab.conf)
 # Work files: LABDIR/guest-build/cache (downloaded .deb, kept), LABDIR/guest-build/tmp.* (removed on exit).
+#
+# --arch aarch64: Debian's arm64 kernel (linux-image-6.1.0-N-arm64) and busybox-static:arm64, found through
+# a private apt state in guest-build/cache/apt-arm64 (the host's apt configuration and lists are untouched;
+# the mirrors are the ones the host's apt uses), console ttyAMA0; installs qemu-system-arm when missing.
 #
 # Idempotent: only what is missing (or stale because the kernel version changed) is built; --force rebuilds
 # everything (and picks the newest kernel again). Every artefact is written under a temporary name and
 # renamed into place, so an interrupted run never leaves a half-made file that a later run would trust.
-# Environment: LABRUN_GUEST_KVER=6.1.0-N-amd64 picks a specific kernel instead of the newest (used when
-# there is no kernel-version yet, or with --force).
+# Environment: LABRUN_GUEST_KVER=6.1.0-N-amd64 (or -arm64) picks a specific kernel instead of the newest
+# (used when there is no kernel-version yet, or with --force).
 set -euo pipefail
 
 # ---------------------------------------------------------------------------------------------------------
@@ -36,31 +43,52 @@ ROOTFS_MODULES=("${INITRD_MODULES[@]}" virtio_mmio virtio_balloon virtio_input v
                 squashfs isofs vfat nls_utf8 nls_cp437 crc32c_intel button evdev)
 APT_PREREQS=(busybox-static cpio xz-utils fakeroot e2fsprogs qemu-utils)
 
+# Per architecture (set once --arch is known): Debian's name for it, the serial console, the modules
+# that make QEMU's power button reach acpid, and the QEMU package.
+set_arch() {
+    case $1 in
+        x86_64)
+            DEB_ARCH=amd64; CONSOLE=ttyS0; POWER_MODULES="button evdev"; QEMU_PKG=qemu-system-x86 ;;
+        aarch64)
+            # virt's power button is a GPIO key (PL061, built in) -> gpio_keys -> evdev -> acpid.
+            DEB_ARCH=arm64; CONSOLE=ttyAMA0; POWER_MODULES="gpio_keys evdev"; QEMU_PKG=qemu-system-arm
+            ROOTFS_MODULES+=(gpio_keys) ;;
+        *) echo "unknown architecture '$1' (expected x86_64 or aarch64)" >&2; usage ;;
+    esac
+}
+
 # ---------------------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------------------
 say()  { printf '==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
 die()  { printf 'build-tiny: error: %s\n' "$*" >&2; exit 1; }
-usage() { echo "usage: $0 [--force] LABDIR" >&2; exit 2; }
+usage() { echo "usage: $0 [--force] [--arch x86_64|aarch64] LABDIR" >&2; exit 2; }
 mib()  { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 fsize() { stat -c %s "$1"; }
 
 FORCE=0
 LAB=
-for arg in "$@"; do
-    case $arg in
+ARCH=x86_64
+while (($#)); do
+    case $1 in
         --force) FORCE=1 ;;
+        --arch) (($# > 1)) || usage; ARCH=$2; shift ;;
+        --arch=*) ARCH=${1#--arch=} ;;
         -h|--help) usage ;;
-        -*) echo "unknown option: $arg" >&2; usage ;;
-        *) [[ -z $LAB ]] || usage; LAB=$arg ;;
+        -*) echo "unknown option: $1" >&2; usage ;;
+        *) [[ -z $LAB ]] || usage; LAB=$1 ;;
     esac
+    shift
 done
 [[ -n $LAB ]] || usage
+set_arch "$ARCH"
 
 START=$(date +%s.%N)
 mkdir -p "$LAB"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)   # guest/: the recipe files
+# shellcheck source=debian-mirror.sh
+source "$HERE/debian-mirror.sh"
 LAB=$(cd "$LAB" && pwd -P)
 GB=$LAB/guest-build
 CACHE=$GB/cache
@@ -91,13 +119,41 @@ publish() { mv -f "$1" "$2"; info "wrote $2 ($(mib "$(fsize "$2")"))"; }
 # Step 1: host prerequisites (installed only when a tool is missing)
 # ---------------------------------------------------------------------------------------------------------
 say "prerequisites"
+# apt for the guest's architecture: the host's own apt for x86_64; for aarch64 a private state (lists,
+# cache, status, sources) in the cache directory, so the host's apt never sees arm64.
+APT_OPTS=()
+if [[ $DEB_ARCH != amd64 ]]; then
+    ADIR=$CACHE/apt-$DEB_ARCH
+    mkdir -p "$ADIR/lists/partial" "$ADIR/cache/archives/partial" "$ADIR/sources.list.d"
+    [[ -e $ADIR/status ]] || : >"$ADIR/status"
+    debian_mirrors
+    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    opt="[arch=$DEB_ARCH signed-by=$keyring]"
+    [[ -r $keyring ]] || opt="[arch=$DEB_ARCH]"   # (then apt's trusted.gpg.d)
+    printf 'deb %s %s %s main\n' "$opt" "$DEBIAN_MIRROR" bookworm "$opt" "$DEBIAN_MIRROR" bookworm-updates \
+        "$opt" "$DEBIAN_SECURITY_MIRROR" bookworm-security >"$ADIR/sources.list.part"
+    mv -f "$ADIR/sources.list.part" "$ADIR/sources.list"
+    APT_OPTS=(-o "APT::Architecture=$DEB_ARCH" -o "APT::Architectures::=$DEB_ARCH"
+              -o "Dir::State::Lists=$ADIR/lists" -o "Dir::State::status=$ADIR/status"
+              -o "Dir::Cache=$ADIR/cache" -o "Dir::Etc::SourceList=$ADIR/sources.list"
+              -o "Dir::Etc::SourceParts=$ADIR/sources.list.d")
+fi
 APT_UPDATED=0
-apt_update_once() { ((APT_UPDATED)) || { info "apt-get update"; apt-get update -qq; APT_UPDATED=1; }; }
+apt_update_once() {   # (its messages go to stderr: it runs inside $(newest_kernel) too)
+    ((APT_UPDATED)) && return 0
+    if ((${#APT_OPTS[@]})); then
+        info "apt-get update ($DEB_ARCH lists in $ADIR, from $DEBIAN_MIRROR)" >&2
+        apt-get "${APT_OPTS[@]}" update -qq >&2 || die "apt-get update for $DEB_ARCH failed"
+    else
+        info "apt-get update" >&2; apt-get update -qq >&2
+    fi
+    APT_UPDATED=1
+}
 # Install only the packages whose tool is missing ("apt-get install" would also upgrade present ones).
 need=()
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' && [[ -x /bin/busybox ]] \
     || need+=(busybox-static)
-for pair in cpio:cpio xz:xz-utils fakeroot:fakeroot mkfs.ext4:e2fsprogs qemu-img:qemu-utils; do
+for pair in cpio:cpio xz:xz-utils fakeroot:fakeroot mkfs.ext4:e2fsprogs qemu-img:qemu-utils "qemu-system-$ARCH:$QEMU_PKG"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then
@@ -106,47 +162,53 @@ if ((${#need[@]})); then
     info "apt-get install ${need[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 else
-    info "all present (${APT_PREREQS[*]})"
+    info "all present (${APT_PREREQS[*]} $QEMU_PKG)"
 fi
 BUSYBOX=/bin/busybox
 [[ $(head -c 4 "$BUSYBOX" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]] || die "$BUSYBOX is not an ELF binary"
 # busybox and busybox-static conflict; the static one must own /bin/busybox (it runs without any libc).
 dpkg -S "$BUSYBOX" 2>/dev/null | grep -q '^busybox-static:' || die "$BUSYBOX is not from busybox-static"
+# The guest's busybox: the host's one on x86_64; on aarch64 busybox-static:arm64 (see guest_busybox). The
+# host's busybox still lists the applets and runs depmod (same Debian version, same applets).
+GUEST_BUSYBOX=$BUSYBOX
 
 # ---------------------------------------------------------------------------------------------------------
 # Step 2: kernel package (download into the cache, unpack into WORK when needed)
 # ---------------------------------------------------------------------------------------------------------
 newest_kernel() {
-    local list
-    list=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' 2>/dev/null | awk '{print $1}')
+    local list re="^linux-image-6\\.1\\.0-[0-9]+-$DEB_ARCH\$"
+    # A private (arm64) apt state is refreshed when --force asks for the newest kernel.
+    if ((${#APT_OPTS[@]} && FORCE)); then apt_update_once; fi
+    list=$(apt-cache "${APT_OPTS[@]}" search --names-only "$re" 2>/dev/null | awk '{print $1}')
     if [[ -z $list ]]; then
         apt_update_once
-        list=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}')
+        list=$(apt-cache "${APT_OPTS[@]}" search --names-only "$re" | awk '{print $1}')
     fi
-    [[ -n $list ]] || die "apt-cache finds no linux-image-6.1.0-N-amd64 package"
+    [[ -n $list ]] || die "apt-cache finds no linux-image-6.1.0-N-$DEB_ARCH package"
     printf '%s\n' "$list" | sed 's/^linux-image-//' | sort -V | tail -n 1
 }
 
-# fetch_deb KVER: make sure the kernel .deb is in the cache; sets DEB to its path.
+# fetch_deb PACKAGE: make sure the package's .deb (for the guest's architecture) is in the cache; sets DEB
+# to its path.
 fetch_deb() {
-    local pkg=linux-image-$1 deb size dl
-    deb=$(find "$CACHE" -maxdepth 1 -name "${pkg}_*_amd64.deb" | sort -V | tail -n 1)
+    local pkg=$1 deb size dl
+    deb=$(find "$CACHE" -maxdepth 1 -name "${pkg}_*_$DEB_ARCH.deb" | sort -V | tail -n 1)
     if [[ -n $deb ]] && dpkg-deb --info "$deb" >/dev/null 2>&1; then
         info "using cached $(basename "$deb")"
         DEB=$deb; return
     fi
-    size=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '/^Size:/ {print $2; exit}')
+    size=$(apt-cache "${APT_OPTS[@]}" show --no-all-versions "$pkg" 2>/dev/null | awk '/^Size:/ {print $2; exit}')
     if [[ -z $size ]]; then
         apt_update_once
-        size=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '/^Size:/ {print $2; exit}')
+        size=$(apt-cache "${APT_OPTS[@]}" show --no-all-versions "$pkg" 2>/dev/null | awk '/^Size:/ {print $2; exit}')
     fi
     [[ -n $size ]] || die "package $pkg is not available from apt (try --force to pick the newest kernel)"
     info "downloading $pkg ($(mib "$size"))"
     # Download into a private dir and move the verified .deb into the cache afterwards.
     dl=$(mktemp -d "$CACHE/dl.XXXXXX")
-    (cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root "$pkg") \
+    (cd "$dl" && apt-get "${APT_OPTS[@]}" download -qq -o APT::Sandbox::User=root "$pkg") \
         || die "apt-get download $pkg failed"
-    deb=$(find "$dl" -maxdepth 1 -name "${pkg}_*_amd64.deb" | head -n 1)
+    deb=$(find "$dl" -maxdepth 1 -name "${pkg}_*_$DEB_ARCH.deb" | head -n 1)
     if [[ -z $deb ]] || ! dpkg-deb --info "$deb" >/dev/null; then die "download of $pkg gave no valid .deb"; fi
     mv -f "$deb" "$CACHE/"
     rm -rf "$dl"
@@ -158,11 +220,23 @@ fetch_deb() {
 KPKG=$WORK/kpkg   # dpkg -x target
 unpack_kernel() {
     [[ -d $KPKG/boot ]] && return 0
-    fetch_deb "$KVER"
+    fetch_deb "linux-image-$KVER"
     info "unpacking $(basename "$DEB")"
     dpkg -x "$DEB" "$KPKG"
     [[ -f $KPKG/boot/vmlinuz-$KVER && -d $KPKG/lib/modules/$KVER/kernel ]] \
         || die "$(basename "$DEB") does not contain vmlinuz-$KVER and its modules"
+}
+
+# guest_busybox: on a foreign architecture, unpack busybox-static for it and point GUEST_BUSYBOX at it.
+guest_busybox() {
+    [[ $GUEST_BUSYBOX != "$BUSYBOX" || $DEB_ARCH == amd64 ]] && return 0
+    fetch_deb busybox-static
+    dpkg -x "$DEB" "$WORK/bbpkg"
+    GUEST_BUSYBOX=$WORK/bbpkg/bin/busybox
+    # ELF e_machine (bytes 18-19): 0xb7 = AArch64.
+    [[ $(od -An -tx1 -j18 -N2 "$GUEST_BUSYBOX" | tr -d ' \n') == b700 ]] \
+        || die "$(basename "$DEB") does not contain an AArch64 busybox"
+    info "guest busybox: $(basename "$DEB")"
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -171,8 +245,10 @@ unpack_kernel() {
 KVER=
 if ((FORCE == 0)) && [[ -s $GB/kernel-version ]]; then
     KVER=$(cat "$GB/kernel-version")
+    [[ $KVER == *-"$DEB_ARCH" ]] || KVER=   # built for another architecture: start over
 fi
-if ((FORCE)) || [[ -z $KVER || ! -s $GB/vmlinux || ! -s $GB/vmlinuz ]]; then
+NEED_VMLINUX=0; [[ $ARCH == x86_64 ]] && NEED_VMLINUX=1
+if ((FORCE)) || [[ -z $KVER || ! -s $GB/vmlinuz ]] || { ((NEED_VMLINUX)) && [[ ! -s $GB/vmlinux ]]; }; then
     say "kernel"
     if [[ -z $KVER ]]; then
         KVER=${LABRUN_GUEST_KVER:-$(newest_kernel)}
@@ -180,9 +256,10 @@ if ((FORCE)) || [[ -z $KVER || ! -s $GB/vmlinux || ! -s $GB/vmlinuz ]]; then
     else
         info "kernel version: $KVER (from $GB/kernel-version)"
     fi
-    [[ $KVER =~ ^[0-9][0-9A-Za-z.+~-]*$ ]] || die "odd kernel version '$KVER'"
+    [[ $KVER =~ ^[0-9][0-9A-Za-z.+~-]*-$DEB_ARCH$ ]] || die "odd kernel version '$KVER' (expected 6.1.0-N-$DEB_ARCH)"
     unpack_kernel
     src=$KPKG/boot/vmlinuz-$KVER
+  if ((NEED_VMLINUX)); then
 
     # vmlinux: Debian's bzImage carries the kernel as one XZ stream. Find the XZ magic
     # FD 37 7A 58 5A 00, decompress that stream alone (--single-stream ignores what follows it:
@@ -198,10 +275,18 @@ if ((FORCE)) || [[ -z $KVER || ! -s $GB/vmlinux || ! -s $GB/vmlinuz ]]; then
         fi
     done
     ((found)) || die "no XZ-compressed ELF kernel found inside $src"
+  else
+    # arm64: Debian's vmlinuz is the kernel Image itself (QEMU -kernel boots it, gzip'd or not).
+    info "kernel image: $(file -b "$src" 2>/dev/null | cut -c1-60 || echo "$src")"
+  fi
     # kernel-version goes last: while it is missing, a later run redoes this whole step.
     rm -f "$GB/kernel-version"
     cp "$src" "$GB/vmlinuz.part"; publish "$GB/vmlinuz.part" "$GB/vmlinuz"
-    mv "$WORK/vmlinux" "$GB/vmlinux.part"; publish "$GB/vmlinux.part" "$GB/vmlinux"
+    if ((NEED_VMLINUX)); then
+        mv "$WORK/vmlinux" "$GB/vmlinux.part"; publish "$GB/vmlinux.part" "$GB/vmlinux"
+    else
+        rm -f "$GB/vmlinux"   # (Lab boots guest-build/vmlinux when it exists)
+    fi
     printf '%s\n' "$KVER" >"$GB/kernel-version.part"; mv -f "$GB/kernel-version.part" "$GB/kernel-version"
     info "wrote $GB/kernel-version ($KVER)"
 else
@@ -279,7 +364,7 @@ copy_modules() {
 busybox_tree() {
     local root=$1 p
     mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
-    cp "$BUSYBOX" "$root/bin/busybox"
+    cp "$GUEST_BUSYBOX" "$root/bin/busybox"
     while IFS= read -r p; do
         [[ -e $root/$p || -L $root/$p ]] || ln -s /bin/busybox "$root/$p"
     done < <("$BUSYBOX" --list-full)
@@ -292,9 +377,9 @@ in_fakeroot() {
     fakeroot -- bash -euo pipefail -c "$(declare -f "$fn"); $fn \"\$@\"" "$fn" "$@"
 }
 
-# A stamp records the kernel version and a hash of the recipe (this script and the guest agent),
-# so a changed kernel or a changed guest recipe rebuilds what depends on it.
-RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/labrun-agent" | sha256sum | cut -c1-16)
+# A stamp records the kernel version and a hash of the recipe (this script, the guest agent and
+# mount-shared), so a changed kernel or a changed guest recipe rebuilds what depends on it.
+RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/labrun-agent" "$HERE/mount-shared" | sha256sum | cut -c1-16)
 stamp_ok() { [[ -f $STAMPS/$1 && $(cat "$STAMPS/$1") == "$KVER $RECIPE" ]]; }
 set_stamp() { printf '%s\n' "$KVER $RECIPE" >"$STAMPS/$1.part"; mv -f "$STAMPS/$1.part" "$STAMPS/$1"; }
 
@@ -312,6 +397,7 @@ build_initrd_tree() {   # runs under fakeroot: $1 = tree, $2 = output cpio.gz
 if ((FORCE)) || [[ ! -s $GB/initrd.img ]] || ! stamp_ok initrd; then
     say "initrd"
     unpack_kernel
+    guest_busybox
     index_modules
     T=$WORK/initrd
     busybox_tree "$T"
@@ -414,6 +500,7 @@ OLD_GOLDEN=0
 if ((FORCE)) || [[ ! -s $LAB/debian-rootfs-base.img ]] || ! stamp_ok rootfs; then
     say "Layer 1: debian-rootfs-base.img"
     unpack_kernel
+    guest_busybox
     index_modules
     T=$WORK/rootfs
     busybox_tree "$T"
@@ -422,11 +509,11 @@ if ((FORCE)) || [[ ! -s $LAB/debian-rootfs-base.img ]] || ! stamp_ok rootfs; the
     info "${#mods[@]} modules in /lib/modules/$KVER"
     mkdir -p "$T/etc/init.d" "$T/usr/local/bin" "$T/etc/labrun"
 
-    cat >"$T/etc/inittab" <<'EOF'
+    cat >"$T/etc/inittab" <<EOF
 # busybox init (labrun tiny guest)
 ::sysinit:/etc/init.d/rcS
 # Login shell on the serial console; cttyhack makes it the controlling tty (job control, ^C).
-ttyS0::respawn:/bin/cttyhack /bin/sh -l
+$CONSOLE::respawn:/bin/cttyhack /bin/sh -l
 # The labrun guest agent on its own virtio-serial port (guest/AGENT.md); never the console.
 ::respawn:/etc/labrun/labrun-agent
 ::ctrlaltdel:/sbin/reboot
@@ -454,9 +541,9 @@ mounted /run || mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 grep -q ' / [^ ]* rw' /proc/mounts || mount -o remount,rw /
 hostname -F /etc/hostname
 ifconfig lo 127.0.0.1 up 2>/dev/null
-# ACPI power button (QEMU's system_powerdown) -> /etc/acpi/PWRF/00000080 -> poweroff. In the
-# background: it is not needed for the boot to complete.
-{ modprobe -a button evdev && acpid -l /dev/null; } >/dev/null 2>&1 &
+# Power button (QEMU's system_powerdown: ACPI on x86_64, a GPIO key on aarch64's virt) ->
+# /etc/acpi/PWRF/00000080 -> poweroff. In the background: the boot does not wait for it.
+{ modprobe -a $POWER_MODULES && acpid -l /dev/null; } >/dev/null 2>&1 &
 echo '$READY_LINE'
 EOF
 
@@ -478,37 +565,12 @@ umask 022
 cd "$HOME"
 EOF
 
-    cat >"$T/usr/local/bin/mount-shared" <<'EOF'
-#!/bin/sh
-# mount-shared [DIR] — mount the host's shared folder (9p tag "hostshare") on DIR (default /mnt).
-tag=hostshare
-dir=${1:-/mnt}
-if grep -q "^$tag $dir 9p " /proc/mounts; then
-    echo "mount-shared: $tag is already mounted on $dir"; exit 0
-fi
-# The initrd normally loads the 9p modules already.
-if ! grep -qw 9p /proc/filesystems || [ ! -d /sys/bus/virtio/drivers/9pnet_virtio ]; then
-    modprobe -a 9pnet_virtio 9p >/dev/null 2>&1 || {
-        echo "mount-shared: error: cannot load the 9p kernel modules" >&2; exit 1; }
-fi
-found=
-for f in /sys/bus/virtio/drivers/9pnet_virtio/virtio*/mount_tag; do
-    [ -r "$f" ] && [ "$(tr -d '\000' <"$f")" = "$tag" ] && found=1
-done
-if [ -z "$found" ]; then
-    echo "mount-shared: error: the host exports no shared folder (no virtio-9p device with mount tag '$tag')" >&2
-    exit 1
-fi
-mkdir -p "$dir"
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 "$tag" "$dir" || {
-    echo "mount-shared: error: mounting 9p tag '$tag' on $dir failed" >&2; exit 1; }
-echo "mount-shared: host share mounted on $dir"
-EOF
+    install -m 755 "$HERE/mount-shared" "$T/usr/local/bin/mount-shared"
 
     mkdir -p "$T/etc/acpi/PWRF"
     printf '#!/bin/sh\n# ACPI power button (e.g. QEMU system_powerdown): orderly power-off.\nexec /sbin/poweroff\n' \
         >"$T/etc/acpi/PWRF/00000080"
-    chmod 755 "$T/etc/init.d/rcS" "$T/etc/init.d/rcK" "$T/usr/local/bin/mount-shared" "$T/etc/acpi/PWRF/00000080"
+    chmod 755 "$T/etc/init.d/rcS" "$T/etc/init.d/rcK" "$T/etc/acpi/PWRF/00000080"
     echo lab >"$T/etc/hostname"
     printf '127.0.0.1\tlocalhost\n127.0.1.1\tlab\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$T/etc/hosts"
     # "root:x:" (not empty): an empty password field breaks name lookups in static busybox.
@@ -554,6 +616,23 @@ if ((LAYER1_REBUILT)) || [[ ! -s $LAB/debian-rootfs.qcow2 ]]; then
     fi
 else
     say "Layer 2: up to date"
+fi
+
+# ---------------------------------------------------------------------------------------------------------
+# Step 7: lab.conf — a non-x86_64 lab must say its architecture (the rest of the file is the user's)
+# ---------------------------------------------------------------------------------------------------------
+if [[ $ARCH != x86_64 ]]; then
+    conf=$LAB/lab.conf
+    current=$(sed -n 's/^[[:space:]]*arch[[:space:]]*=[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$conf" 2>/dev/null | tail -n 1 || :)
+    if [[ -z $current ]]; then
+        { [[ -s $conf ]] && cat "$conf"
+          printf '# labrun lab: the tiny %s guest (guest/build-tiny.sh --arch %s)\narch = %s\n' "$ARCH" "$ARCH" "$ARCH"
+        } >"$conf.part"
+        mv -f "$conf.part" "$conf"
+        say "lab.conf: arch = $ARCH"
+    elif [[ $current != "$ARCH" ]]; then
+        die "$conf says arch = $current, but this lab now holds an $ARCH guest: fix lab.conf"
+    fi
 fi
 
 say "done in $(awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f s", e - s }')"
