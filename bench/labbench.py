@@ -1,0 +1,974 @@
+#!/usr/bin/env python3
+"""`make bench`: labrun's cost measured against plain QEMU and bare ptys (issue 6).
+
+Run by bench/run.sh, which passes --root, --labrun, --work and --out, exports LABRUN_ACCEL=tcg and
+cleans up (kills the processes listed in WORK/pids, removes WORK) whatever happens here.
+Standard library only. Every figure is the median of several runs, each labrun run paired with
+its baseline run in the same session (alternating order), and is written to results.md/json."""
+import argparse
+import fcntl
+import json
+import os
+import platform
+import re
+import select
+import shlex
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import termios
+import time
+import tty
+
+# Runs per figure (each figure's median is over this many runs of labrun and of its baseline).
+RUNS = {
+    "throughput": 5,   # 256 MiB each
+    "keystroke": 5,    # 10,000 round trips each
+    "live": 10,        # create / restore / delete cycles (half with each lab under labrun)
+    "offline": 9,
+    "boot": 6,
+    "cli": 31,
+}
+THROUGHPUT_BYTES = 256 << 20
+ROUND_TRIPS = 10_000
+IDLE_SECONDS = 30
+PROMPT = b"root@lab:"
+READY = b"labrun-guest: ready"
+
+now_ns = time.perf_counter_ns
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------------------------
+# processes we start: recorded in WORK/pids ("pid starttime") so run.sh's trap can end exactly
+# these (and no other) if this helper dies.
+
+class Registry:
+    def __init__(self, path):
+        self.path = path
+
+    @staticmethod
+    def starttime(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[19]
+        except OSError:
+            return None
+
+    def add(self, pid):
+        st = self.starttime(pid)
+        if st:
+            with open(self.path, "a") as f:
+                f.write(f"{pid} {st}\n")
+
+
+REG = None
+WORK = "/tmp"
+
+
+def children_of(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def cpu_seconds(pid):
+    """utime+stime from /proc/PID/stat (clock ticks) and on-CPU ns from schedstat (all threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    ns = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ns += int(f.read().split()[0])
+        except OSError:
+            pass
+    return ticks / CLK_TCK, ns / 1e9
+
+
+def proc_status(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return line.split()[1]
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# a program on a pty this benchmark owns, as on a user's terminal
+
+def _make_ctty():
+    # Runs in the child (fork path of subprocess, same for labrun and for every baseline):
+    # new session, the pty as controlling terminal, so its hang-up ends the child if we die.
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def set_cooked(fd):
+    """A terminal as an interactive shell leaves it."""
+    a = termios.tcgetattr(fd)
+    a[0] |= termios.ICRNL
+    a[1] |= termios.OPOST | termios.ONLCR
+    a[3] |= termios.ICANON | termios.ECHO | termios.ISIG | termios.IEXTEN
+    termios.tcsetattr(fd, termios.TCSANOW, a)
+
+
+def set_raw(fd):
+    tty.setraw(fd, termios.TCSANOW)
+    a = termios.tcgetattr(fd)
+    a[6][termios.VMIN] = 1
+    a[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, a)
+
+
+class PtySession:
+    def __init__(self, argv, env=None, raw=False, name="proc"):
+        self.name = name
+        self.mfd, self.sfd = os.openpty()
+        fcntl.ioctl(self.mfd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 132, 0, 0))
+        (set_raw if raw else set_cooked)(self.sfd)
+        self.transcript = bytearray()
+        self.cursor = 0
+        self.t0 = now_ns()
+        self.proc = subprocess.Popen(argv, stdin=self.sfd, stdout=self.sfd, stderr=self.sfd,
+                                     env=env, preexec_fn=_make_ctty, close_fds=True)
+        REG.add(self.proc.pid)
+        self.pid = self.proc.pid
+
+    def pump(self, timeout):
+        """Reads what arrives within `timeout` s; False once the pty has no writer left."""
+        r, _, _ = select.select([self.mfd], [], [], max(0, timeout))
+        if not r:
+            return True
+        try:
+            data = os.read(self.mfd, 1 << 16)
+        except OSError:
+            return False
+        self.transcript += data
+        return bool(data)
+
+    def drain(self):
+        while True:
+            r, _, _ = select.select([self.mfd], [], [], 0)
+            if not r or not self.pump(0):
+                return
+
+    def expect(self, pattern, timeout):
+        """Waits for `pattern` after the cursor; returns perf_counter_ns when it was read."""
+        deadline = time.monotonic() + timeout
+        while True:
+            i = self.transcript.find(pattern, self.cursor)
+            if i >= 0:
+                self.cursor = i + len(pattern)
+                return now_ns()
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc.poll() is not None and not self.pump(0.05)):
+                tail = bytes(self.transcript[-1500:]).decode(errors="replace")
+                raise BenchError(f"{self.name}: no {pattern!r} within {timeout} s "
+                                 f"(exit {self.proc.poll()}); screen tail:\n{tail}")
+            self.pump(min(left, 0.2))
+
+    def send(self, data):
+        os.write(self.mfd, data)
+
+    def wait_exit(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return self.proc.returncode
+            self.pump(0.05)
+        return None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def close(self):
+        self.kill()
+        for fd in (self.mfd, self.sfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def spawn_time(argv, env=None, capture=False):
+    """Wall time (s) of one run from spawn to exit and the child's rusage (and its stdout with
+    `capture`, read after it exited: a file, so nothing is read while the clock runs).
+    posix_spawn (no fork of this Python) for labrun and its baselines alike."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    out = devnull
+    if capture:
+        out = os.open(os.path.join(WORK, "spawn-stdout"), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    err_r, err_w = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1),
+               (os.POSIX_SPAWN_DUP2, err_w, 2)]
+    t0 = now_ns()
+    pid = os.posix_spawnp(argv[0], argv, env if env is not None else os.environ, file_actions=actions)
+    os.close(err_w)
+    _, status, ru = os.wait4(pid, 0)
+    t = (now_ns() - t0) / 1e9
+    err = b""
+    while True:
+        chunk = os.read(err_r, 65536)
+        if not chunk:
+            break
+        err += chunk
+    os.close(err_r)
+    os.close(devnull)
+    text = ""
+    if capture:
+        os.lseek(out, 0, os.SEEK_SET)
+        text = os.read(out, 1 << 20).decode(errors="replace")
+        os.close(out)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise BenchError(f"{shlex.join(argv)} exited {code}: {err.decode(errors='replace').strip()}")
+    return (t, ru, text) if capture else (t, ru)
+
+
+def capture(argv, **kw):
+    return subprocess.run(argv, capture_output=True, text=True, check=True, **kw).stdout
+
+
+# ------------------------------------------------------------------------------------------
+# QMP (the direct client: the baseline of the live-snapshot figure, and quitting plain QEMU)
+
+class QMP:
+    def __init__(self, path, timeout=60):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(path)
+        self.f = self.s.makefile("rb")
+        self._read()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def _read(self):
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise BenchError("QMP connection closed")
+            msg = json.loads(line)
+            if "event" not in msg:
+                return msg
+
+    def cmd(self, execute, **args):
+        m = {"execute": execute}
+        if args:
+            m["arguments"] = args
+        self.s.sendall(json.dumps(m).encode() + b"\n")
+        r = self._read()
+        if "error" in r:
+            raise BenchError(f"QMP {execute}: {r['error']}")
+        return r.get("return")
+
+    def hmp(self, line):
+        out = self.cmd("human-monitor-command", **{"command-line": line})
+        if out and out.strip():
+            raise BenchError(f"HMP {line}: {out.strip()}")
+
+    def close(self):
+        try:
+            self.f.close()
+            self.s.close()
+        except OSError:
+            pass
+
+
+def connect_qmp(path, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return QMP(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+# ------------------------------------------------------------------------------------------
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def pct(xs, p):
+    s = sorted(xs)
+    k = (len(s) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+class Bench:
+    def __init__(self, a):
+        self.root = a.root
+        self.labrun = a.labrun
+        self.golden = a.golden
+        self.foreign = {}
+        self.busy_before = {}
+        self.work = a.work
+        self.out = a.out
+        self.python = sys.executable
+        self.results = []
+        self.sessions = []
+        self.env = dict(os.environ, LABRUN_ACCEL="tcg", TERM=os.environ.get("TERM", "xterm"))
+        self.env.pop("LABRUN_QEMU", None)
+        self.env.pop("LABRUN_LAB", None)
+        self.standin = os.path.join(self.work, "standin-qemu")
+        with open(self.standin, "w") as f:
+            f.write(f"#!/bin/sh\n# labrun bench stand-in \"QEMU\": ignores QEMU's arguments\n"
+                    f"exec {shlex.quote(self.python)} {shlex.quote(os.path.join(self.root, 'bench', 'standin.py'))} \"$@\"\n")
+        os.chmod(self.standin, 0o755)
+        self.qemu_version = capture(["qemu-system-x86_64", "--version"]).splitlines()[0]
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def new_lab(self, name):
+        path = os.path.join(self.work, name)
+        capture([self.labrun, "--lab", self.golden, "init", path], env=self.env)
+        return path
+
+    def session(self, argv, env=None, raw=False, name="proc"):
+        s = PtySession(argv, env=env or self.env, raw=raw, name=name)
+        self.sessions.append(s)
+        return s
+
+    def finish(self, s):
+        s.close()
+        if s in self.sessions:
+            self.sessions.remove(s)
+
+    def record_children(self, pid):
+        for c in children_of(pid):
+            REG.add(c)
+
+    @staticmethod
+    def busy(seconds=0.5):
+        def snap():
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+            return v[3] + v[4], sum(v)
+        i0, t0 = snap()
+        time.sleep(seconds)
+        i1, t1 = snap()
+        return 1 - (i1 - i0) / max(1, t1 - t0)
+
+    def note_foreign(self, figure):
+        """Other QEMU processes on this machine (not started by this run) compete for the 2 cores:
+        noted per figure so a noisy result can be told apart."""
+        ours = set()
+        try:
+            with open(REG.path) as f:
+                ours = {int(l.split()[0]) for l in f if l.strip()}
+        except OSError:
+            pass
+        found = []
+        for d in os.listdir("/proc"):
+            if d.isdigit() and int(d) not in ours:
+                c = cmdline(int(d))
+                if c and os.path.basename(c[0]).startswith(b"qemu-system"):
+                    found.append(int(d))
+        b = self.busy()
+        self.busy_before[figure] = round(b * 100)
+        if b > 0.1:
+            log(f"  note: the machine is {b * 100:.0f}% busy before this figure (other work on it)")
+        if found:
+            self.foreign[figure] = found
+            log(f"  note: {len(found)} other QEMU process(es) running on this machine: pids {found}")
+
+    def add(self, name, value, unit, baseline, ratio, goal, ok, **extra):
+        e = {"name": name, "value": value, "unit": unit, "baseline": baseline, "ratio": ratio,
+             "goal": goal, "pass": ok}
+        e.update(extra)
+        if unit in ("s", "ms") and extra.get("samples") and extra.get("baseline_samples"):
+            # Under background load the minimum is the least disturbed run: given for reading, not judged.
+            e["min"], e["baseline_min"] = min(extra["samples"]), min(extra["baseline_samples"])
+            e["ratio_of_min"] = round(e["min"] / e["baseline_min"], 3)
+        self.results.append(e)
+        verdict = "info" if ok is None else ("PASS" if ok else "MISS")
+        log(f"  => {name}: {value} {unit} (baseline {baseline}, ratio {ratio}) goal {goal}: {verdict}")
+
+    def dry_run_argv(self, lab):
+        line = capture([self.labrun, "--lab", lab, "boot", "--dry-run"], env=self.env).strip()
+        return shlex.split(line)
+
+    def labrun_boot(self, lab, extra=(), env=None, name="labrun"):
+        return self.session([self.labrun, "--lab", lab, "boot", *extra], env=env, name=name)
+
+    def quit_labrun(self, s, timeout=20):
+        s.drain()
+        t0 = time.monotonic()
+        s.send(b"\x01x")
+        code = s.wait_exit(timeout)
+        if time.monotonic() - t0 > 2:
+            log(f"  note: labrun took {time.monotonic() - t0:.1f} s to quit")
+        if code is None:
+            raise BenchError(f"{s.name}: labrun did not exit within {timeout} s of Ctrl-a x")
+        self.finish(s)
+        return code
+
+    def plain_qemu(self, lab, argv, name="qemu"):
+        os.makedirs(os.path.join(lab, ".labrun"), mode=0o700, exist_ok=True)
+        return self.session(argv, raw=True, name=name)
+
+    def quit_plain(self, s, qmp_path):
+        t0 = time.monotonic()
+        try:
+            q = connect_qmp(qmp_path, timeout=2)
+            try:
+                q.cmd("quit")
+            finally:
+                q.close()
+        except Exception as e:
+            log(f"  note: QMP quit failed ({e}); SIGTERM")
+            s.proc.terminate()
+        if s.wait_exit(10) is None:
+            log("  note: plain QEMU still running 10 s after quit; killing it")
+            s.kill()
+        self.finish(s)
+        if time.monotonic() - t0 > 2:
+            log(f"  note: plain QEMU took {time.monotonic() - t0:.1f} s to quit")
+
+    # --- 1 console throughput --------------------------------------------------------------
+
+    def read_zeros(self, s, total, timeout=120):
+        """Reads the pty until `total` zero bytes arrived: seconds from the first to the last."""
+        fd = s.mfd
+        got = 0
+        t_first = None
+        deadline = time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while got < total:
+            if not poller.poll(1000):
+                if time.monotonic() > deadline or s.proc.poll() is not None:
+                    tail = bytes(s.transcript[-800:]).decode(errors="replace")
+                    raise BenchError(f"{s.name}: only {got} of {total} bytes (exit {s.proc.poll()}); screen:\n{tail}")
+                continue
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                raise BenchError(f"{s.name}: pty closed after {got} of {total} bytes")
+            z = chunk.count(0)
+            if z != len(chunk):
+                s.transcript += chunk.replace(b"\0", b"")
+            if z and t_first is None:
+                t_first = now_ns()
+            got += z
+        return (now_ns() - t_first) / 1e9
+
+    def fig_throughput(self):
+        log(f"1 console throughput: {THROUGHPUT_BYTES >> 20} MiB, {RUNS['throughput']} runs each "
+            "(bare pty, labrun, and bench/relay.py as a reference)")
+        self.note_foreign('console throughput')
+        env = dict(self.env, LABRUN_BENCH_STANDIN=f"produce:{THROUGHPUT_BYTES}")
+        mib = THROUGHPUT_BYTES / (1 << 20)
+        kinds = ["bare", "labrun", "relay"]
+        res = {k: [] for k in kinds}
+        for i in range(RUNS["throughput"]):
+            for which in kinds[i % 3:] + kinds[:i % 3]:
+                if which == "bare":
+                    s = self.session([self.standin], env=env, raw=True, name="bare producer")
+                elif which == "relay":
+                    s = self.session([self.python, os.path.join(self.root, "bench", "relay.py"), self.standin],
+                                     env=env, name="relay+producer")
+                else:
+                    s = self.labrun_boot(self.lab_stand, ["--qemu", self.standin], env=env, name="labrun+producer")
+                t = self.read_zeros(s, THROUGHPUT_BYTES)
+                code = s.wait_exit(20)
+                if code != 0:
+                    raise BenchError(f"{s.name} exited {code}")
+                res[which].append(mib / t)
+                self.finish(s)
+            log(f"  run {i + 1}: " + ", ".join(f"{k} {v[-1]:.1f} MiB/s" for k, v in res.items()))
+        b = median(res["bare"])
+        for which, name, goal in (("labrun", "console throughput", True),
+                                  ("relay", "console throughput, minimal relay (reference)", False)):
+            v = median(res[which])
+            self.add(name, round(v, 1), "MiB/s", round(b, 1), round(v / b, 3),
+                     ">= 0.9 (ratio)" if goal else "(reference)", (v / b >= 0.9) if goal else None,
+                     runs=RUNS["throughput"], samples=[round(x, 1) for x in res[which]],
+                     baseline_samples=[round(x, 1) for x in res["bare"]],
+                     note=(f"{mib:.0f} MiB of zeros from a stand-in QEMU; baseline: same producer on a bare pty, same reader"
+                           if goal else "bench/relay.py (Python poll loop, same two-pty topology as labrun) in labrun's place"))
+
+    # --- 2 keystroke round trip ------------------------------------------------------------
+
+    @staticmethod
+    def round_trips(fd, n, warmup=200):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        lat = []
+        for i in range(n + warmup):
+            c = bytes([0x61 + i % 26])
+            t0 = now_ns()
+            os.write(fd, c)
+            while True:
+                if not poller.poll(2000):
+                    raise BenchError(f"no echo of round trip {i}")
+                got = os.read(fd, 64)
+                if got.endswith(c):
+                    break
+            if i >= warmup:
+                lat.append((now_ns() - t0) / 1000)
+        return lat
+
+    def echo_ready(self, s):
+        # The echo must be flowing (labrun up, raw mode set, stand-in running) before timing.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            s.drain()
+            s.send(b"Z")
+            t = time.monotonic() + 0.3
+            while time.monotonic() < t:
+                s.pump(0.05)
+                if s.transcript.endswith(b"Z"):
+                    time.sleep(0.2)
+                    s.drain()
+                    return
+        raise BenchError(f"{s.name}: the echo stand-in never echoed")
+
+    def keystroke_runs(self, qmp=True, relay=False):
+        """Median-able p50/p99 lists per path: bare pty, labrun, and (relay=True) bench/relay.py,
+        the smallest relay with labrun's topology (reference). Order rotates between runs."""
+        env = dict(self.env, LABRUN_BENCH_STANDIN="echo", LABRUN_BENCH_QMP="1" if qmp else "0")
+        kinds = ["bare", "labrun"] + (["relay"] if relay else [])
+        out = {k: ([], []) for k in kinds}
+        for i in range(RUNS["keystroke"]):
+            for which in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:
+                if which == "bare":
+                    s = self.session([self.standin], env=env, raw=True, name="bare echo")
+                elif which == "relay":
+                    s = self.session([self.python, os.path.join(self.root, "bench", "relay.py"), self.standin],
+                                     env=env, name="relay echo")
+                    self.record_children(s.pid)
+                else:
+                    s = self.labrun_boot(self.lab_stand, ["--qemu", self.standin], env=env, name="labrun+echo")
+                    s.expect(b"[labrun] booting", 10)
+                    self.record_children(s.pid)
+                self.echo_ready(s)
+                lat = self.round_trips(s.mfd, ROUND_TRIPS)
+                out[which][0].append(pct(lat, 50))
+                out[which][1].append(pct(lat, 99))
+                if which == "labrun":
+                    self.quit_labrun(s)
+                else:
+                    self.finish(s)
+            log(f"  run {i + 1}: " + "; ".join(f"{k} p50 {v[0][-1]:.1f} p99 {v[1][-1]:.1f} us" for k, v in out.items()))
+        return out
+
+    def keystroke_rows(self, out, suffix="", goal=True, note_extra=""):
+        (lr50, lr99), (b50, b99) = out["labrun"], out["bare"]
+        v50, v99, bb50, bb99 = median(lr50), median(lr99), median(b50), median(b99)
+        add50, add99 = v50 - bb50, v99 - bb99
+        self.add("keystroke round trip p50" + suffix, round(v50, 1), "us", round(bb50, 1), round(v50 / bb50, 2),
+                 "(reported)", None, added=round(add50, 1), runs=len(lr50),
+                 samples=[round(x, 1) for x in lr50], baseline_samples=[round(x, 1) for x in b50],
+                 note=f"added {add50:.1f} us{note_extra}")
+        self.add("keystroke round trip p99" + suffix, round(v99, 1), "us", round(bb99, 1), round(v99 / bb99, 2),
+                 "added < 100 us" if goal else "(reported)", (add99 < 100) if goal else None, added=round(add99, 1),
+                 runs=len(lr99), samples=[round(x, 1) for x in lr99], baseline_samples=[round(x, 1) for x in b99],
+                 note=f"added {add99:.1f} us{note_extra}")
+
+    def fig_keystroke(self):
+        log(f"2 keystroke round trip: {ROUND_TRIPS} one-byte round trips, {RUNS['keystroke']} runs each "
+            "(stand-in `cat` serving QMP, as QEMU does; and bench/relay.py as a reference)")
+        self.note_foreign("keystroke")
+        out = self.keystroke_runs(qmp=True, relay=True)
+        self.keystroke_rows(out)
+        (r50, r99), (b50, b99) = out["relay"], out["bare"]
+        for p, r, b in (("p50", r50, b50), ("p99", r99, b99)):
+            v, bb = median(r), median(b)
+            self.add(f"keystroke round trip {p}, minimal relay (reference)", round(v, 1), "us", round(bb, 1),
+                     round(v / bb, 2), "(reference)", None, added=round(v - bb, 1), runs=len(r),
+                     samples=[round(x, 1) for x in r], baseline_samples=[round(x, 1) for x in b],
+                     note=f"added {v - bb:.1f} us by bench/relay.py (Python poll loop, same two-pty topology as labrun): "
+                          "the floor of any relay on this machine")
+        log("2b the same with a stand-in that opens no sockets (labrun keeps retrying the QMP connect)")
+        out = self.keystroke_runs(qmp=False)
+        self.keystroke_rows(out, suffix=", no QMP", goal=False, note_extra="; stand-in without QMP socket")
+
+    # --- QMP retry cost (no QMP: stand-in) --------------------------------------------------
+
+    def standin_idle(self, qmp, seconds):
+        env = dict(self.env, LABRUN_BENCH_STANDIN="idle", LABRUN_BENCH_QMP="1" if qmp else "0")
+        s = self.labrun_boot(self.lab_stand, ["--qemu", self.standin], env=env, name="labrun+idle")
+        s.expect(b"[labrun] booting", 10)
+        self.record_children(s.pid)
+        time.sleep(1)
+        s.drain()
+        c0 = cpu_seconds(s.pid)
+        w0 = int(proc_status(s.pid, "voluntary_ctxt_switches"))
+        time.sleep(seconds)
+        c1 = cpu_seconds(s.pid)
+        w1 = int(proc_status(s.pid, "voluntary_ctxt_switches"))
+        self.quit_labrun(s)
+        return (c1[1] - c0[1]) * 30 / seconds, (c1[0] - c0[0]) * 30 / seconds, (w1 - w0) / seconds
+
+    def fig_noqmp_idle(self, seconds=10):
+        log(f"supervisor CPU with an idle stand-in QEMU, without and with a QMP socket, {seconds} s each")
+        self.note_foreign("no-QMP idle")
+        ns_no, ticks_no, wake_no = self.standin_idle(False, seconds)
+        ns_q, ticks_q, wake_q = self.standin_idle(True, seconds)
+        self.add("supervisor CPU, no QMP (stand-in)", round(ns_no, 4), "s per 30 s", round(ns_q, 4),
+                 round(ns_no / ns_q, 1) if ns_q > 0 else None, "(reported)", None,
+                 wakeups_per_s=round(wake_no, 1), baseline_wakeups_per_s=round(wake_q, 1), ticks_per_30s=round(ticks_no, 3),
+                 note=f"schedstat CPU; {wake_no:.0f} wake-ups/s (the 20 ms QMP connect retry) vs {wake_q:.1f}/s "
+                      f"when the stand-in serves QMP (baseline); measured over {seconds} s, scaled to 30 s")
+
+    # --- 5 boot to prompt ------------------------------------------------------------------
+
+    def boot_once(self, which, lab, plain_argv):
+        if which == "labrun":
+            s = self.labrun_boot(lab, name="labrun boot")
+        else:
+            s = self.plain_qemu(lab, plain_argv, name="plain qemu boot")
+        s.expect(READY, 60)
+        t = (s.expect(PROMPT, 30) - s.t0) / 1e9
+        if which == "labrun":
+            self.record_children(s.pid)
+            self.quit_labrun(s)
+        else:
+            self.quit_plain(s, os.path.join(lab, ".labrun", "qmp.sock"))
+        return t
+
+    def fig_boot(self):
+        n = RUNS["boot"]
+        log(f"5 boot to shell prompt: labrun boot vs plain QEMU with the same arguments, {n} runs each")
+        self.note_foreign('boot')
+        lab = self.lab_boot
+        argv = self.dry_run_argv(lab)
+        self.plain_argv_example = shlex.join(argv)
+        log("  warm-up boot (plain QEMU, not counted)")
+        self.boot_once("plain", lab, argv)
+        lr, plain = [], []
+        for i in range(n):
+            for which in (("labrun", "plain") if i % 2 == 0 else ("plain", "labrun")):
+                t = self.boot_once(which, lab, argv)
+                (lr if which == "labrun" else plain).append(t)
+            log(f"  run {i + 1}: labrun {lr[-1]:.3f} s, plain QEMU {plain[-1]:.3f} s")
+        v, b = median(lr), median(plain)
+        self.add("boot to shell prompt", round(v, 3), "s", round(b, 3), round(v / b, 3), "<= 1.05 (ratio)",
+                 v / b <= 1.05, runs=n, samples=[round(x, 3) for x in lr],
+                 baseline_samples=[round(x, 3) for x in plain],
+                 note="issue 2 asks <= 1.10 and about 5 s; time from spawn until 'root@lab:' on the pty")
+
+    # --- 3 live snapshots + 6 idle cost -----------------------------------------------------
+
+    def measure_idle(self, sup):
+        log(f"  idle guest: measuring the labrun process over {IDLE_SECONDS} s")
+        c0 = cpu_seconds(sup)
+        w0 = int(proc_status(sup, "voluntary_ctxt_switches"))
+        qemu = [c for c in children_of(sup) if b"qemu" in b" ".join(cmdline(c)[:1])]
+        q0 = cpu_seconds(qemu[0]) if qemu else None
+        time.sleep(IDLE_SECONDS)
+        c1 = cpu_seconds(sup)
+        w1 = int(proc_status(sup, "voluntary_ctxt_switches"))
+        q1 = cpu_seconds(qemu[0]) if qemu else None
+        ticks, ns = c1[0] - c0[0], c1[1] - c0[1]
+        qcpu = (q1[0] - q0[0]) if qemu else None
+        self.add("supervisor idle CPU", round(ticks, 3), f"s per {IDLE_SECONDS} s", round(qcpu, 3) if qcpu is not None else None,
+                 round(ticks / qcpu, 4) if qcpu else None, "< 0.01 s", ticks < 0.01,
+                 schedstat_seconds=round(ns, 6), wakeups=w1 - w0,
+                 note=f"utime+stime; schedstat {ns * 1e3:.2f} ms, {w1 - w0} wake-ups; "
+                      f"baseline = QEMU's own CPU in the same {IDLE_SECONDS} s (reference)")
+
+    def fig_live(self):
+        n = RUNS["live"]
+        log("6 supervisor idle cost + 3 live snapshots (two rounds: each lab once under labrun, once plain QEMU)")
+        self.note_foreign('idle + live snapshots')
+        res = {k: ([], [], []) for k in ("create", "restore", "delete")}  # labrun, direct, labrun's own QMP time
+        hwm = []
+        rounds = [(self.lab_live, self.lab_live_plain), (self.lab_live_plain, self.lab_live)]
+        for r, (lab_l, lab_p) in enumerate(rounds):
+            # labrun first: it refuses to boot while another QEMU holds a layer of its chain (the golden).
+            log(f"  round {r + 1}: labrun on {os.path.basename(lab_l)}, plain QEMU on {os.path.basename(lab_p)}")
+            s = self.labrun_boot(lab_l, name="labrun live")
+            s.expect(READY, 60)
+            s.expect(PROMPT, 30)
+            self.record_children(s.pid)
+            sup = s.pid
+            if r == 0:
+                self.hwm_prompt = int(proc_status(sup, "VmHWM")) / 1024
+            time.sleep(2)
+            s.drain()
+            if r == 0:
+                self.measure_idle(sup)
+            p = self.plain_qemu(lab_p, self.dry_run_argv(lab_p), name="plain live")
+            p.expect(READY, 60)
+            p.expect(PROMPT, 30)
+            time.sleep(1)
+            qmp_p = os.path.join(lab_p, ".labrun", "qmp.sock")
+            cycles = (n + 1) // 2 if r == 0 else n // 2
+            for i in range(cycles):
+                name = f"bench{r}{i}"
+                for which in (("labrun", "direct") if i % 2 == 0 else ("direct", "labrun")):
+                    for op, hmp in (("create", "savevm"), ("restore", "loadvm"), ("delete", "delvm")):
+                        s.drain(); p.drain()
+                        if which == "labrun":
+                            t, _, out = spawn_time([self.labrun, "--lab", lab_l, "snapshot", op, name], env=self.env,
+                                                   capture=True)
+                            res[op][0].append(t)
+                            m = re.search(r" in ([0-9.]+) s", out)
+                            res[op][2].append(float(m.group(1)) if m else None)
+                        else:
+                            t0 = now_ns()
+                            q = QMP(qmp_p)
+                            q.hmp(f"{hmp} {name}")
+                            q.close()
+                            res[op][1].append((now_ns() - t0) / 1e9)
+                log("  cycle {}: labrun {}; direct {}".format(
+                    i + 1, " ".join(f"{k} {v[0][-1]:.3f}" for k, v in res.items()),
+                    " ".join(f"{k} {v[1][-1]:.3f}" for k, v in res.items())))
+            hwm.append(int(proc_status(sup, "VmHWM")) / 1024)
+            self.quit_plain(p, qmp_p)
+            self.quit_labrun(s)
+        for op in ("create", "restore", "delete"):
+            lr, d, inner = res[op]
+            v, b = median(lr), median(d)
+            goal = op != "delete"
+            extra = {}
+            note = f"`labrun snapshot {op}` process end to end vs a direct QMP client (connect, qmp_capabilities, HMP) on a plain QEMU"
+            pairs = [(x, y) for x, y in zip(lr, inner) if y is not None]
+            if pairs:
+                over = median([x - y for x, y in pairs])
+                extra = {"labrun_reported_seconds": [round(y, 3) for _, y in pairs], "outside_qmp_ms": round(over * 1e3, 1)}
+                note += f"; median {over * 1e3:.1f} ms of each labrun run falls outside the seconds the supervisor reports for its QMP work"
+            self.add(f"live snapshot {op}", round(v, 3), "s", round(b, 3), round(v / b, 3),
+                     "<= 1.10 (ratio)" if goal else "(reported)", (v / b <= 1.10) if goal else None,
+                     runs=len(lr), samples=[round(x, 3) for x in lr], baseline_samples=[round(x, 3) for x in d],
+                     added_ms=round((v - b) * 1e3, 1), note=note, **extra)
+        self.supervisor_hwm = (self.hwm_prompt, max(hwm))
+
+    # --- 4 offline snapshots ---------------------------------------------------------------
+
+    def fig_offline(self):
+        n = RUNS["offline"]
+        log(f"4 offline snapshot create/list vs bare qemu-img, {n} runs each")
+        self.note_foreign('offline snapshots')
+        lab = self.lab_offline
+        img = os.path.join(lab, "debian-runtime.qcow2")
+        for k in range(3):  # something to list
+            capture(["qemu-img", "snapshot", "-c", f"pre{k}", img])
+        cr, cb, lr, lb = [], [], [], []
+        for i in range(n):
+            for which in (("labrun", "bare") if i % 2 == 0 else ("bare", "labrun")):
+                name = f"off{i}{which[0]}"
+                if which == "labrun":
+                    t, _ = spawn_time([self.labrun, "--lab", lab, "snapshot", "create", name], env=self.env)
+                    cr.append(t)
+                    capture(["qemu-img", "snapshot", "-d", name, img])
+                    t, _ = spawn_time([self.labrun, "--lab", lab, "snapshot", "list"], env=self.env)
+                    lr.append(t)
+                else:
+                    t, _ = spawn_time(["qemu-img", "snapshot", "-c", name, img], env=self.env)
+                    cb.append(t)
+                    capture(["qemu-img", "snapshot", "-d", name, img])
+                    t, _ = spawn_time(["qemu-img", "snapshot", "-l", img], env=self.env)
+                    lb.append(t)
+        for what, v, b, sv, sb in (("create", median(cr), median(cb), cr, cb), ("list", median(lr), median(lb), lr, lb)):
+            self.add(f"offline snapshot {what}", round(v * 1e3, 1), "ms", round(b * 1e3, 1), round(v / b, 2),
+                     "<= 1.5 (ratio)", v / b <= 1.5, runs=n, samples=[round(x * 1e3, 1) for x in sv],
+                     baseline_samples=[round(x * 1e3, 1) for x in sb],
+                     note=f"`labrun snapshot {what}` on a stopped lab vs `qemu-img snapshot {'-c' if what == 'create' else '-l'}`")
+
+    # --- 7 CLI start -----------------------------------------------------------------------
+
+    def fig_cli(self):
+        n = RUNS["cli"]
+        log(f"7 CLI start: `labrun status` on a stopped lab vs /bin/true, {n} runs each")
+        self.note_foreign('CLI start')
+        lab = self.lab_offline
+        lr, tr = [], []
+        for i in range(n + 3):
+            t, _ = spawn_time([self.labrun, "--lab", lab, "status"], env=self.env)
+            b, _ = spawn_time(["/bin/true"], env=self.env)
+            if i >= 3:  # warm-up
+                lr.append(t); tr.append(b)
+        v, b = median(lr), median(tr)
+        self.add("CLI start (labrun status, stopped)", round(v * 1e3, 2), "ms", round(b * 1e3, 2), round(v / b, 1),
+                 "< 30 ms", v * 1e3 < 30, runs=n, p90_ms=round(pct(lr, 90) * 1e3, 2),
+                 note="baseline: /bin/true spawned the same way (posix_spawn + wait4), for reference")
+
+    def fig_rss(self):
+        at_prompt, peak = self.supervisor_hwm
+        self.add("supervisor peak RSS", round(peak, 1), "MiB", round(at_prompt, 1), round(peak / at_prompt, 2),
+                 "< 20 MiB", peak < 20,
+                 note="VmHWM of the labrun supervisor after boot, 30 s idle and its live-snapshot cycles (max of the two "
+                      "rounds); baseline: its VmHWM when the guest's prompt appeared (growth from the snapshot work)")
+
+    # --- report ----------------------------------------------------------------------------
+
+    def machine(self):
+        cpu = "unknown"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        try:
+            commit = capture(["git", "-C", self.root, "rev-parse", "--short", "HEAD"]).strip()
+            dirty = subprocess.run(["git", "-C", self.root, "diff", "--quiet", "HEAD", "--", "Sources", "Package.swift"]).returncode
+            if dirty:
+                commit += " (+ uncommitted changes in Sources)"
+            head_time = int(capture(["git", "-C", self.root, "log", "-1", "--format=%ct"]).strip())
+            if os.stat(self.labrun).st_mtime < head_time:
+                commit += " (WARNING: the labrun binary is older than this commit: rebuild, or `make bench`)"
+        except Exception:
+            commit = "unknown"
+        return {
+            "cpu": cpu, "cores": os.cpu_count(), "qemu": self.qemu_version, "labrun_commit": commit,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "kernel": platform.release(),
+            "accel": "tcg", "python": platform.python_version(), "labrun": self.labrun,
+            "labrun_built": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(self.labrun).st_mtime)),
+            "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
+            "other_qemu_processes": self.foreign,
+            "cpu_busy_percent_before_figure": self.busy_before,
+        }
+
+    def write(self, total_s):
+        m = self.machine()
+        m["bench_seconds"] = round(total_s, 1)
+        # results.json: the array of figures, {name, value, unit, baseline, ratio, goal, pass} plus
+        # runs, raw samples and notes; the machine they were measured on goes beside it.
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump(self.results, f, indent=1)
+            f.write("\n")
+        with open(os.path.join(self.out, "results.machine.json"), "w") as f:
+            json.dump(dict(m, runs_per_figure=RUNS), f, indent=1)
+            f.write("\n")
+
+        def fmt(x):
+            return "—" if x is None else (f"{x:g}" if isinstance(x, float) else str(x))
+
+        lines = ["# labrun benchmark results", "",
+                 f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, accel {m['accel']}  ",
+                 f"QEMU: {m['qemu']}  ",
+                 f"labrun: commit {m['labrun_commit']}, release build of {m['labrun_built']}  ",
+                 f"Date: {m['date']}; whole benchmark {m['bench_seconds']} s; load average at the end {' '.join(m['loadavg_at_end'])}  ",
+                 ("Other QEMU processes (not this benchmark's) were running during: "
+                  + "; ".join(f"{k.strip()} (pids {' '.join(map(str, v))})" for k, v in self.foreign.items())
+                  + " — those figures may be noisy.  ") if self.foreign else "No other QEMU processes were running during the benchmark.  ",
+                 "Machine CPU busy (both cores, 0.5 s sample while the benchmark itself was idle) before each figure: "
+                 + ", ".join(f"{k} {v}%" for k, v in self.busy_before.items()) + "  ",
+                 "Each value is the median of its runs (runs column); the baseline is measured in the same session, "
+                 "alternating with labrun.", "",
+                 "| figure | value | baseline | ratio | goal | verdict | runs | notes |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for e in self.results:
+            verdict = "info" if e["pass"] is None else ("PASS" if e["pass"] else "**MISS**" + miss_by(e))
+            note = e.get("note", "")
+            if "ratio_of_min" in e:
+                note += f"; fastest runs: {e['min']:g} vs {e['baseline_min']:g} {e['unit']} (ratio {e['ratio_of_min']:g})"
+            lines.append(f"| {e['name']} | {fmt(e['value'])} {e['unit']} | {fmt(e['baseline'])} | {fmt(e['ratio'])} "
+                         f"| {e['goal']} | {verdict} | {e.get('runs', '')} | {note} |")
+        lines += ["", "Reproduce: `make bench` (needs the built guest: `make guest`). Raw samples are in results.json, "
+                  "the machine in results.machine.json.", ""]
+        with open(os.path.join(self.out, "results.md"), "w") as f:
+            f.write("\n".join(lines))
+        print("\n".join(lines))
+
+
+def miss_by(e):
+    g = e["goal"]
+    try:
+        if g.startswith(">="):
+            lim = float(g.split()[1])
+            return f" ({(lim - e['ratio']) / lim * 100:.0f}% below {lim})"
+        if g.startswith("<=") and "ratio" in g:
+            lim = float(g.split()[1])
+            return f" ({(e['ratio'] - lim) / lim * 100:.0f}% over {lim})"
+        if g.startswith("added"):
+            lim = float(re.findall(r"[\d.]+", g)[0])
+            return f" (by {e['added'] - lim:.1f} us)"
+        if g.startswith("<"):
+            lim = float(re.findall(r"[\d.]+", g)[0])
+            return f" (by {e['value'] - lim:.3g} {e['unit'].split()[0]}, {(e['value'] - lim) / lim * 100:.0f}% over)"
+    except Exception:
+        pass
+    return ""
+
+
+def _interrupted(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main():
+    global REG, WORK
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--golden", required=True, help="the lab whose images `labrun init` references")
+    ap.add_argument("--labrun", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--only", default="", help="comma list: throughput,keystroke,noqmp,boot,live,offline,cli")
+    a = ap.parse_args()
+    REG = Registry(os.path.join(a.work, "pids"))
+    WORK = a.work
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGHUP, _interrupted)
+    started = time.monotonic()
+    b = Bench(a)
+    only = set(filter(None, a.only.split(",")))
+    want = (lambda k: not only or k in only)
+    try:
+        b.lab_stand = b.new_lab("stand")     # stand-in figures (its images are never opened)
+        b.lab_boot = b.new_lab("boot")
+        b.lab_live = b.new_lab("liveA")
+        b.lab_live_plain = b.new_lab("liveB")
+        b.lab_offline = b.new_lab("offline")
+        if want("throughput"): b.fig_throughput()
+        if want("keystroke"): b.fig_keystroke()
+        if want("noqmp"): b.fig_noqmp_idle()
+        if want("boot"): b.fig_boot()
+        if want("live"): b.fig_live()
+        if want("offline"): b.fig_offline()
+        if want("cli"): b.fig_cli()
+        if want("live"): b.fig_rss()
+        b.write(time.monotonic() - started)
+    finally:
+        for s in list(b.sessions):
+            s.close()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt as e:
+        print(f"bench: interrupted ({e}); the processes it started were ended", file=sys.stderr)
+        sys.exit(130)
