@@ -90,6 +90,15 @@ import Testing
         #expect(!a.contains("-s"))
     }
 
+    @Test func sshForwardBindsLoopbackOnly() throws {
+        var config = LabConfig()
+        config.sshPort = 2222
+        let a = try QemuCommand(lab: Lab(root: "/x", config: config), options: BootOptions(), environment: "tcg")
+            .arguments(runDirectory: RunDirectory(lab: "/x"))
+        #expect(a.contains("user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"))
+        #expect(!a.joined(separator: " ").contains("hostfwd=tcp::"))
+    }
+
     @Test func badAccelOverrideIsRefused() {
         #expect(throws: LabrunError.self) {
             try QemuCommand(lab: Lab(root: "/x", config: LabConfig()), options: BootOptions(), environment: "xen")

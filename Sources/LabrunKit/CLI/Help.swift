@@ -122,6 +122,8 @@ public enum Help {
 
     Creates a new lab in DIR: its own runtime layer on this lab's golden image (the read-only
     lower layers are referenced, not copied), a lab.conf naming the kernel, and shared/.
+    --arch aarch64 from an x86_64 lab uses the tiny AArch64 guest in guest-aarch64/ (built
+    there by guest/build-tiny.sh when missing).
     """
 
     public static func text(for command: String) -> String {

@@ -91,6 +91,12 @@ public struct QemuCommand: Sendable {
             a += ["-fsdev", "local,id=hostshare,path=\(optValue(shared)),security_model=mapped-xattr",
                   "-device", "virtio-9p-pci,fsdev=hostshare,mount_tag=hostshare"]
         }
+        if let port = lab.config.sshPort {
+            // ssh into the guest from this machine only: the forward binds 127.0.0.1
+            // (hostfwd=tcp::P-:22 would bind every interface: a root login on the LAN).
+            a += ["-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:\(port)-:22",
+                  "-device", "virtio-net-pci,netdev=net0"]
+        }
         if let port = options.gdbPort {
             a += ["-gdb", "tcp:127.0.0.1:\(port)"]
         }
