@@ -12,9 +12,12 @@ public struct VMShape: Codable, Equatable, Sendable, CustomStringConvertible {
     public var cpus: Int
     /// The 9p share device is present (it is part of the device state).
     public var share: Bool
+    /// The ssh NIC is present (lab.conf ssh_port).
+    public var network: Bool? = false
 
     public var description: String {
         "\(memoryMiB) MiB, \(cpus) CPU\(cpus == 1 ? "" : "s"), \(cpu) CPU model, \(share ? "with" : "without") --shared"
+            + (network == true ? ", with the ssh NIC (lab.conf ssh_port)" : "")
     }
 
     /// Boot flags that give this shape (for messages).
@@ -58,6 +61,6 @@ extension QemuCommand {
         VMShape(arch: lab.config.arch.rawValue,
                 machine: lab.config.arch == .aarch64 ? "virt" : "pc",
                 cpu: accelerator == .kvm ? "host" : (lab.config.arch == .aarch64 ? "cortex-a57" : "default"),
-                memoryMiB: memoryMiB, cpus: cpus, share: options.shared != nil)
+                memoryMiB: memoryMiB, cpus: cpus, share: options.shared != nil, network: lab.config.sshPort != nil)
     }
 }
