@@ -16,7 +16,7 @@ public struct OfflineSnapshots: Sendable {
     /// The snapshots, oldest first.
     public func list() throws(LabrunError) -> [SnapshotInfo] {
         try ImageLock.requireUnlocked([image], action: "list snapshots")
-        return try qemuImg.snapshots(image)
+        return try snapshotTable()
     }
 
     /// Takes a disk-only snapshot named `name`. An existing snapshot of that name is refused,
@@ -25,12 +25,12 @@ public struct OfflineSnapshots: Sendable {
     public func create(name: String, force: Bool = false) throws(LabrunError) -> SnapshotInfo {
         try SnapshotName.validateNew(name)
         try ImageLock.requireUnlocked([image], action: "create snapshot '\(name)'")
-        if let old = try unique(name, in: qemuImg.snapshots(image)) {
+        if let old = try unique(name, in: snapshotTable()) {
             guard force else { throw Messages.exists(name, id: old.id) }
             try qemuImg.deleteSnapshot(image, name: name)
         }
         try qemuImg.createSnapshot(image, name: name)
-        guard let new = try unique(name, in: qemuImg.snapshots(image)) else {
+        guard let new = try unique(name, in: snapshotTable()) else {
             throw LabrunError("qemu-img reported success but snapshot '\(name)' is not in \(image)")
         }
         return new
@@ -56,9 +56,16 @@ public struct OfflineSnapshots: Sendable {
     private func existing(_ name: String, action: String) throws(LabrunError) -> SnapshotInfo {
         try SnapshotName.validate(name)
         try ImageLock.requireUnlocked([image], action: action)
-        let all = try qemuImg.snapshots(image)
+        let all = try snapshotTable()
         guard let snapshot = try unique(name, in: all) else { throw Messages.missing(name, existing: all) }
         return snapshot
+    }
+
+    /// The image's snapshots: read straight from its qcow2 header (a few preads), or through
+    /// qemu-img when the table reads as anything unexpected.
+    private func snapshotTable() throws(LabrunError) -> [SnapshotInfo] {
+        if let table = Qcow2SnapshotTable.read(image) { return table }
+        return try qemuImg.snapshots(image)
     }
 
     /// The snapshot called `name`, nil when there is none; refuses when several share it
