@@ -35,10 +35,11 @@ extension LabrunCLI {
         // One labrun command at a time on a lab: an offline snapshot running right now must
         // finish before QEMU opens the images. Held for the supervisor's life (commands that
         // come meanwhile find its control socket first and never wait for this lock).
-        controller.holdCommandLock()
-        // Refuse before anything starts: a running lab, missing pieces, images in use.
+        // Refuse before anything starts: another user's lab, a running lab (whose supervisor
+        // holds the lock: never wait for it), missing pieces, images in use.
         if let denied = lab.runDirectory.permissionProblem { throw LabrunError(denied) }
-        if controller.isRunning {
+        if let running = controller.supervisorOrCommandLock() {
+            running.close()
             let pid = lab.runDirectory.readPid().map { " (labrun pid \($0))" } ?? ""
             throw LabrunError("this lab's VM is already running\(pid); use that console, or `labrun stop` first")
         }

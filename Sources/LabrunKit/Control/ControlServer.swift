@@ -17,6 +17,8 @@ public final class ControlServer {
         var outbox: [UInt8] = []
         var gotRequest = false
         var closing = false
+        /// Set for a peer of another user: its request line is answered with this, unread.
+        var refusal: LabrunError?
     }
     private var connections: [ConnectionID: Connection] = [:]
     private let allowedUID: uid_t
@@ -44,12 +46,15 @@ public final class ControlServer {
         if readiness.readable || readiness.hangup { read(fd.rawValue) }
     }
 
+    /// Another user's peer is refused as the answer to its request line, not at once: closing
+    /// before the client has written would make its write fail (EPIPE) and the client would
+    /// never read why.
     private func admit(_ fd: FileDescriptor) {
-        connections[fd.rawValue] = Connection(fd: fd)
-        guard let peer = UnixSocket.peerCredentials(fd), peer.uid == allowedUID || peer.uid == 0 else {
-            respond(fd.rawValue, .failure(LabrunError("permission denied: this lab's supervisor belongs to another user")))
-            return
+        var c = Connection(fd: fd)
+        if let peer = UnixSocket.peerCredentials(fd), peer.uid == allowedUID || peer.uid == 0 {} else {
+            c.refusal = LabrunError("permission denied: this lab's supervisor belongs to another user")
         }
+        connections[fd.rawValue] = c
     }
 
     private func read(_ id: ConnectionID) {
@@ -63,6 +68,12 @@ public final class ControlServer {
                     if let line = lines.first {
                         c.gotRequest = true
                         connections[id] = c
+                        if let refusal = c.refusal {
+                            respond(id, .failure(refusal))
+                            guard let current = connections[id] else { return }
+                            c = current
+                            continue
+                        }
                         switch ControlRequest.decode(line) {
                         case .success(let request): onRequest?(id, request)
                         case .failure(let error): respond(id, .failure(error))
@@ -74,7 +85,7 @@ public final class ControlServer {
                     }
                 } catch {
                     connections[id] = c
-                    respond(id, .failure(LabrunError("control request longer than \(ControlProtocol.maxRequestBytes) bytes: refused")))
+                    respond(id, .failure(c.refusal ?? LabrunError("control request longer than \(ControlProtocol.maxRequestBytes) bytes: refused")))
                     guard let current = connections[id] else { return }
                     c = current
                 }

@@ -33,31 +33,54 @@ public struct LabController {
     /// each other's qemu-img lock or both creating the same name.
     public func route(for action: String) throws(LabrunError) -> Route {
         if let denied = run.permissionProblem { throw LabrunError(denied) }
-        if let fd = ControlClient.connect(run.controlSocket) { return .live(fd) }
-        if holdCommandLock() {
-            // We waited for another command: it may have been a boot.
-            if let fd = ControlClient.connect(run.controlSocket) { return .live(fd) }
-        }
+        if let fd = supervisorOrCommandLock() { return .live(fd) }
         cleanStaleRunDirectory()
         try ImageLock.requireUnlocked(layerPaths, action: action)
         return .offline
+    }
+
+    /// A connection to this lab's running supervisor, or nil once this process holds the
+    /// lab's command lock (best effort: nil also when the lab directory cannot be opened).
+    /// A boot holds the lock for its VM's whole life, so waiting for the lock alone would
+    /// wait for the VM to stop: the wait ends as soon as a supervisor answers instead.
+    func supervisorOrCommandLock() -> FileDescriptor? {
+        while true {
+            if let fd = ControlClient.connect(run.controlSocket) { return fd }
+            switch holdCommandLock() {
+            case .held, .unavailable: return nil
+            case .supervisorAnswers: continue
+            }
+        }
     }
 
     /// Labs whose command lock this process holds (an flock on the lab directory, released
     /// when the process exits).
     nonisolated(unsafe) private static var commandLocks: [String: FileDescriptor] = [:]
 
+    enum CommandLock { case held, supervisorAnswers, unavailable }
+
     /// Takes this lab's command lock, waiting (and saying so) while another labrun command
-    /// holds it. Returns true when it had to wait.
-    @discardableResult
-    func holdCommandLock() -> Bool {
-        guard Self.commandLocks[lab.root] == nil,
-              let fd = try? FileDescriptor.open(lab.root, O_RDONLY | O_DIRECTORY) else { return false }
-        Self.commandLocks[lab.root] = fd
-        if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 { return false }
+    /// holds it, but only until a supervisor answers on the control socket: then it returns
+    /// `.supervisorAnswers` without the lock.
+    func holdCommandLock() -> CommandLock {
+        if Self.commandLocks[lab.root] != nil { return .held }
+        guard let fd = try? FileDescriptor.open(lab.root, O_RDONLY | O_DIRECTORY) else { return .unavailable }
+        if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 {
+            Self.commandLocks[lab.root] = fd
+            return .held
+        }
         try? FileDescriptor.standardError.writeAll("labrun: waiting for another labrun command on this lab to finish\n")
-        _ = valueOrErrno { flock(fd.rawValue, LOCK_EX) }
-        return true
+        while true {
+            if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 {
+                Self.commandLocks[lab.root] = fd
+                return .held
+            }
+            if isRunning {
+                fd.close()
+                return .supervisorAnswers
+            }
+            sleepSeconds(0.05)
+        }
     }
 
     /// True when a supervisor answers for this lab.
