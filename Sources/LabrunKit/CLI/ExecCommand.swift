@@ -9,6 +9,7 @@ extension LabrunCLI {
         guard !words.isEmpty else { throw .usage("exec: no command; usage: labrun exec [--timeout S] -- COMMAND [ARGS...]") }
         let timeout = try a.int("timeout", in: 1...86400) ?? 0
         let controller = try context.controller()
+        if let denied = controller.run.permissionProblem { throw LabrunError(denied) }
         guard let fd = ControlClient.connect(controller.run.controlSocket) else {
             throw LabrunError("the VM is not running: start it with `labrun boot` (or `make run`) first")
         }

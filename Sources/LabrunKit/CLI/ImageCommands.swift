@@ -142,6 +142,7 @@ extension LabrunCLI {
         let a = try ArgumentSpec(flags: ["json"]).parse(args, command: "status")
         let controller = try context.controller()
         struct Stopped: Encodable { var lab: String; var running = false; var runDirectory: String; var resume: String? }
+        if let denied = controller.run.permissionProblem { throw LabrunError(denied) }
         if let fd = ControlClient.connect(controller.run.controlSocket) {
             let r = try controller.send(ControlRequest(.status), over: fd)
             guard let st = r.status else { throw LabrunError("the supervisor sent no status") }
@@ -176,6 +177,7 @@ extension LabrunCLI {
     static func stop(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
         _ = try ArgumentSpec().parse(args, command: "stop")
         let controller = try context.controller()
+        if let denied = controller.run.permissionProblem { throw LabrunError(denied) }
         guard let fd = ControlClient.connect(controller.run.controlSocket) else {
             controller.cleanStaleRunDirectory()
             say("the VM is not running")

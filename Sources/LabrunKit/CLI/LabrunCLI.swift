@@ -5,6 +5,8 @@ import Glibc
 public enum LabrunCLI {
     /// Runs labrun with `arguments` (argv without the program name) and returns the exit code.
     public static func main(_ arguments: [String]) -> Int32 {
+        // A supervisor that closes early must give an error line, not kill us with SIGPIPE.
+        ignoreBrokenPipeSignal()
         do {
             return try run(arguments)
         } catch {

@@ -68,7 +68,7 @@ struct LiveSnapshots {
         prepare(name, done) { existing in
             if let old = existing.first(where: { $0.name == name }), !force { return done(.failure(Messages.exists(name, id: old.id))) }
             let finish: (String?, String) -> Void = { err, note in
-                if let err { return done(.failure(LabrunError("snapshot '\(name)' not created: \(err)"))) }
+                if let err { return done(.failure(LabrunError("snapshot '\(name)' not created: \(err)" + spaceHint(err)))) }
                 let seconds = monotonicSeconds() - started
                 snapshots { r in
                     var resp = ControlResponse()
@@ -92,6 +92,16 @@ struct LiveSnapshots {
                 }
             }
         }
+    }
+
+    /// After a savevm write error, how much room the lab's file system has (a full disk shows
+    /// up as QEMU's bare "Input/output error").
+    private func spaceHint(_ error: String) -> String {
+        guard error.contains("Input/output error") || error.contains("No space") else { return "" }
+        guard let free = freeBytes(onFileSystemOf: shapes.path) else { return "" }
+        let needed = UInt64(shape.memoryMiB) << 20
+        guard free < needed else { return "" }
+        return "; the lab's file system has \(formatBytes(free)) free and a snapshot of this VM needs up to \(formatBytes(needed)): free some space (`labrun snapshot list` shows what each snapshot holds)"
     }
 
     /// A disk-only internal snapshot of the runtime layer (works live even when migration is blocked).

@@ -583,12 +583,13 @@ public final class Supervisor {
         }
         if let e = qemuStderr { handleQemuStderr(e) }
         if !held.isEmpty { leaveHoldingMode(notice: nil) }
-        failAllOperations(LabrunError("the VM stopped before the operation completed"))
+        failAllOperations(LabrunError("QEMU ended (\(status)) before the operation completed"))
         if exitReason == nil {
             if status.isSuccess {
                 exitReason = .guestPoweroff
             } else {
-                exitReason = .qemuFailed("\(command.qemuBinary) ended with \(status)" + (lastQemuError.map { ": \($0)" } ?? ""))
+                let how = if case .signaled = status { "was \(status)" } else { "ended with \(status)" }
+                exitReason = .qemuFailed("\(command.qemuBinary) \(how)" + (lastQemuError.map { ": \($0)" } ?? ""))
             }
         }
     }

@@ -51,6 +51,13 @@ public func renameFile(_ from: String, _ to: String) throws(SystemCallError) {
     try nothingOrErrno { rename(from, to) }.get("rename \(from)")
 }
 
+/// Bytes free for this user on the file system holding `path`. The corresponding C function is `statvfs`.
+public func freeBytes(onFileSystemOf path: String) -> UInt64? {
+    var st = statvfs()
+    guard statvfs(parentDirectory(path), &st) == 0 else { return nil }
+    return UInt64(st.f_bavail) * UInt64(st.f_frsize)
+}
+
 /// Removes a file if present. The corresponding C function is `unlink`.
 public func removeFile(_ path: String) {
     _ = unlink(path)
