@@ -42,12 +42,10 @@ INITRD_MODULES=(virtio_pci virtio_blk virtio_console ext4 crc32c_generic)
 MIN_SIZE_MIB=2048
 READY_LINE='labrun-guest: ready'
 
-say()  { printf '==> %s\n' "$*"; }
-info() { printf '    %s\n' "$*"; }
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 die()  { printf 'build-debian: error: %s\n' "$*" >&2; exit 1; }
 usage() { echo "usage: $0 [--force] LABDIR" >&2; exit 2; }
-mib()  { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
-fsize() { stat -c %s "$1"; }
 elapsed() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f s", e - s }'; }
 
 FORCE=0
@@ -106,7 +104,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP   # (bash runs the EXIT trap on "exit", not when a signal kills it)
 
-publish() { mv -f "$1" "$2"; info "wrote $2 ($(mib "$(fsize "$2")"))"; }
 
 # Processes that have one of this lab's images open (a running VM): rebuilding under them would pull
 # the disk from under a running guest.
@@ -136,7 +133,7 @@ for p in "${PACKAGES[@]}"; do
 done
 debian_mirrors
 SIZE_SETTING=${LABRUN_DEBIAN_SIZE:-auto}
-RECIPE=$( { cat "$HERE/build-debian.sh" "$HERE/labrun-agent" "$HERE/mount-shared" "$HERE/debian-mirror.sh"
+RECIPE=$( { cat "$HERE/build-debian.sh" "$HERE/lib.sh" "$HERE/labrun-agent" "$HERE/mount-shared" "$HERE/debian-mirror.sh"
             echo "${PACKAGES[*]} | $DEBIAN_MIRROR | $DEBIAN_SECURITY_MIRROR | $SIZE_SETTING"; } | sha256sum | cut -c1-16)
 
 up_to_date() {
@@ -375,25 +372,7 @@ fi
 # ---------------------------------------------------------------------------------------------------------
 # Step 8: Layer 2 — golden overlay debian-rootfs.qcow2 (relative backing path)
 # ---------------------------------------------------------------------------------------------------------
-if ((LAYER1_REBUILT)) || [[ ! -s $LAB/debian-rootfs.qcow2 ]]; then
-    if ((${OLD_GOLDEN:-0})); then
-        say "Layer 2: Layer 1 was rebuilt, so the golden image debian-rootfs.qcow2 is recreated (empty)"
-    else
-        say "Layer 2: debian-rootfs.qcow2"
-    fi
-    (cd "$LAB" && qemu-img create -q -f qcow2 -F raw -b debian-rootfs-base.img debian-rootfs.qcow2.part \
-        && mv -f debian-rootfs.qcow2.part debian-rootfs.qcow2)
-    info "wrote $LAB/debian-rootfs.qcow2 (backing file: debian-rootfs-base.img)"
-    if [[ -e $LAB/debian-runtime.qcow2 ]]; then
-        # It was made on top of the previous golden image and no longer matches it: keep it (with its
-        # snapshots) under another name rather than let the next boot read garbage through it.
-        aside=$LAB/debian-runtime.qcow2.old-golden-$(date +%Y%m%d-%H%M%S)
-        mv -f "$LAB/debian-runtime.qcow2" "$aside"
-        echo "build-debian: the runtime layer was made on the previous golden image: moved to $aside" >&2
-    fi
-else
-    say "Layer 2: up to date"
-fi
+make_golden "$LAB" "$LAYER1_REBUILT" "${OLD_GOLDEN:-0}" build-debian
 
 # ---------------------------------------------------------------------------------------------------------
 # Step 9: lab.conf (only when missing: it is the user's file) and the shared folder

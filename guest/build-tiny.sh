@@ -60,12 +60,10 @@ set_arch() {
 # ---------------------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------------------
-say()  { printf '==> %s\n' "$*"; }
-info() { printf '    %s\n' "$*"; }
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 die()  { printf 'build-tiny: error: %s\n' "$*" >&2; exit 1; }
 usage() { echo "usage: $0 [--force] [--arch x86_64|aarch64] LABDIR" >&2; exit 2; }
-mib()  { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
-fsize() { stat -c %s "$1"; }
 
 FORCE=0
 LAB=
@@ -113,7 +111,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM HUP   # (bash runs the EXIT trap on "exit", not when a signal kills it)
 
 # publish TMP FINAL: atomically move a finished temp file into place.
-publish() { mv -f "$1" "$2"; info "wrote $2 ($(mib "$(fsize "$2")"))"; }
 
 # ---------------------------------------------------------------------------------------------------------
 # Step 1: host prerequisites (installed only when a tool is missing)
@@ -379,7 +376,7 @@ in_fakeroot() {
 
 # A stamp records the kernel version and a hash of the recipe (this script, the guest agent and
 # mount-shared), so a changed kernel or a changed guest recipe rebuilds what depends on it.
-RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/labrun-agent" "$HERE/mount-shared" | sha256sum | cut -c1-16)
+RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/lib.sh" "$HERE/labrun-agent" "$HERE/mount-shared" | sha256sum | cut -c1-16)
 stamp_ok() { [[ -f $STAMPS/$1 && $(cat "$STAMPS/$1") == "$KVER $RECIPE" ]]; }
 set_stamp() { printf '%s\n' "$KVER $RECIPE" >"$STAMPS/$1.part"; mv -f "$STAMPS/$1.part" "$STAMPS/$1"; }
 
@@ -598,25 +595,7 @@ fi
 # ---------------------------------------------------------------------------------------------------------
 # Step 6: Layer 2 — golden overlay debian-rootfs.qcow2 (relative backing path)
 # ---------------------------------------------------------------------------------------------------------
-if ((LAYER1_REBUILT)) || [[ ! -s $LAB/debian-rootfs.qcow2 ]]; then
-    if ((OLD_GOLDEN)); then
-        say "Layer 2: Layer 1 was rebuilt, so the golden image debian-rootfs.qcow2 is recreated (empty)"
-    else
-        say "Layer 2: debian-rootfs.qcow2"
-    fi
-    (cd "$LAB" && qemu-img create -q -f qcow2 -F raw -b debian-rootfs-base.img debian-rootfs.qcow2.part \
-        && mv -f debian-rootfs.qcow2.part debian-rootfs.qcow2)
-    info "wrote $LAB/debian-rootfs.qcow2 (backing file: debian-rootfs-base.img)"
-    if [[ -e $LAB/debian-runtime.qcow2 ]]; then
-        # It was made on top of the previous golden image and no longer matches it: keep it (with its
-        # snapshots) under another name rather than let the next boot read garbage through it.
-        aside=$LAB/debian-runtime.qcow2.old-golden-$(date +%Y%m%d-%H%M%S)
-        mv -f "$LAB/debian-runtime.qcow2" "$aside"
-        echo "build-tiny: the runtime layer was made on the previous golden image: moved to $aside" >&2
-    fi
-else
-    say "Layer 2: up to date"
-fi
+make_golden "$LAB" "$LAYER1_REBUILT" "$OLD_GOLDEN" build-tiny
 
 # ---------------------------------------------------------------------------------------------------------
 # Step 7: lab.conf — a non-x86_64 lab must say its architecture (the rest of the file is the user's)
