@@ -158,3 +158,39 @@ struct FaultInputTests {
         try session.quit()
     }
 }
+
+/// A lab made by `labrun init` refers to another lab's golden image: if that image is rebuilt,
+/// this lab's runtime layer no longer matches it and must not boot through it.
+@Suite(.serialized, .enabled(if: integrationAvailable, "needs QEMU, `make guest` and a built labrun"))
+struct GoldenIdentityTests {
+    @Test func aRebuiltGoldenImageIsRefusedUntilReset() throws {
+        let source = try TestLab(name: "source")
+        // The source lab gets a golden image of its own, so rebuilding it touches nothing shared.
+        let golden = source.root + "/" + Lab.goldenName
+        #expect(try Spawner.run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", repositoryRoot + "/" + Lab.goldenName, golden]).status.isSuccess)
+        for f in ["vmlinux", "initrd.img"] {
+            makeDirectory(source.root + "/guest-build")
+            #expect(try Spawner.run("cp", [repositoryRoot + "/guest-build/" + f, source.root + "/guest-build/" + f]).status.isSuccess)
+        }
+        try "".write(toFile: source.root + "/lab.conf")
+        let made = parentDirectory(source.root) + "/made"
+        #expect(try labrun(["--lab", source.root, "init", made]).status == .exited(0))
+        #expect(readSmallFile(made + "/lab.conf").map { String(decoding: $0, as: UTF8.self) }?.contains("golden_id = ") == true)
+        #expect(try labrun(["--lab", made, "info"]).status == .exited(0))
+        // "Rebuild" the golden image: a new file at the same path.
+        #expect(try Spawner.run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", repositoryRoot + "/" + Lab.goldenName, golden + ".new"]).status.isSuccess)
+        try renameFile(golden + ".new", golden)
+        // (boot runs the same check; `info` and `list` are used here because a boot that wrongly
+        // went ahead would start a VM instead of returning.)
+        for command in [["info"], ["snapshot", "list"]] {
+            let refused = try labrun(["--lab", made] + command)
+            #expect(refused.status == .exited(1))
+            #expect(refused.stderr.contains("was rebuilt") && refused.stderr.contains("labrun reset --yes"), "\(refused.stderr)")
+            #expect(lines(refused.stderr).count == 1)
+        }
+        // reset makes a fresh layer on the new golden image and records it; the old one is the undo step.
+        #expect(try labrun(["--lab", made, "reset", "--yes"]).status == .exited(0))
+        #expect(try labrun(["--lab", made, "info"]).status == .exited(0))
+        #expect(fileExists(made + "/" + Lab.undoName))
+    }
+}

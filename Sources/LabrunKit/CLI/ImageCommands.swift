@@ -47,6 +47,7 @@ extension LabrunCLI {
         }
         do {
             _ = try controller.ensureRuntimeLayer()
+            if lab.config.goldenID != nil { try lab.recordGoldenIdentity() }
         } catch {
             // Put the old layer back rather than leave the lab without one.
             if fileExists(lab.undoPath) && !fileExists(lab.runtimePath) { try? renameFile(lab.undoPath, lab.runtimePath) }
@@ -218,6 +219,8 @@ extension LabrunCLI {
         conf += "mem = \(source.config.memoryMiB)\ncpus = \(source.config.cpus)\n"
         if let append = source.config.append { conf += "append = \(append)\n" }
         do { try conf.write(toFile: lab.root + "/lab.conf") } catch { throw error.asLabrunError }
+        // Which golden image the new runtime layer was made on: boot refuses if it is rebuilt.
+        try Lab.open(lab.root).recordGoldenIdentity()
         say("created lab \(lab.root): its runtime layer is backed by \(source.goldenPath); boot it with `labrun --lab \(lab.root) boot`")
         return 0
     }

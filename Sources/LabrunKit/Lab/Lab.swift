@@ -81,6 +81,26 @@ public struct Lab: Sendable {
     }
 
     public var runDirectory: RunDirectory { RunDirectory(lab: root) }
+
+    /// Which file the golden image is (device:inode): every guest rebuild publishes a new
+    /// file, so a changed identity means the runtime layer was made on another golden image.
+    public var goldenIdentity: String? {
+        var st = stat()
+        guard stat(goldenPath, &st) == 0 else { return nil }
+        return "\(st.st_dev):\(st.st_ino)"
+    }
+
+    /// Records the golden image's current identity in lab.conf (labs made by `labrun init`).
+    public func recordGoldenIdentity() throws(LabrunError) {
+        guard let id = goldenIdentity else { return }
+        let path = root + "/lab.conf"
+        let old = readSmallFile(path).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        var lines = old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            .filter { !$0.trimmed.hasPrefix("golden_id") }
+        while lines.last == "" { lines.removeLast() }
+        lines.append("golden_id = \(id)")
+        do { try (lines.joined(separator: "\n") + "\n").write(toFile: path) } catch { throw error.asLabrunError }
+    }
 }
 
 func absolutePath(_ p: String) -> String {

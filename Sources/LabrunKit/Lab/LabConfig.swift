@@ -20,13 +20,15 @@ public struct LabConfig: Equatable, Sendable {
     public var append: String?
     public var qemu: String?
     public var golden: String?
+    /// The golden image's identity when this lab's runtime layer was made on it (`labrun init`).
+    public var goldenID: String?
     public var gdbPort: Int = 1234
     public var sshPort: Int?
     public var shared: String?
 
     public init() {}
 
-    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "gdb_port", "ssh_port", "shared"]
+    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared"]
 
     public static func parse(_ text: String, file: String = "lab.conf") throws(LabrunError) -> LabConfig {
         var c = LabConfig()
@@ -50,6 +52,7 @@ public struct LabConfig: Equatable, Sendable {
             case "append": c.append = value
             case "qemu": c.qemu = value
             case "golden": c.golden = value
+            case "golden_id": c.goldenID = value
             case "shared": c.shared = value
             case "gdb_port": guard let p = Int(value), (1...65535).contains(p) else { throw bad("expected a port 1-65535") }; c.gdbPort = p
             case "ssh_port": guard let p = Int(value), (1...65535).contains(p) else { throw bad("expected a port 1-65535") }; c.sshPort = p

@@ -139,6 +139,9 @@ public struct LabController {
     /// whose backing chain has a missing file, before qemu-img or QEMU trips over it.
     public func requireSoundRuntime() throws(LabrunError) {
         if let problem = ImageHeader.problem(runtime: lab.runtimePath) { throw LabrunError(problem) }
+        if let recorded = lab.config.goldenID, fileExists(lab.runtimePath), let now = lab.goldenIdentity, now != recorded {
+            throw LabrunError("the golden image \(lab.goldenPath) was rebuilt after this lab's runtime layer was made on it, so the layer no longer matches: `labrun reset --yes` starts a fresh one (the old one is kept as the undo step)")
+        }
     }
 
     /// Creates the runtime layer on the golden image when it is missing, with a relative
