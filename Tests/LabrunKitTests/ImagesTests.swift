@@ -89,7 +89,7 @@ struct Scratch {
             #expect(chain.layers[1].backingFilename == "../base.img")
             #expect(chain.layers[1].backingFilenameFormat == "raw")
             #expect(chain.layers[1].snapshots.isEmpty)
-            #expect(canonicalPath(chain.bottom.filename) == canonicalPath(base))
+            #expect(realPath(chain.bottom.filename) == realPath(base))
             #expect(chain.bottom.format == "raw")
             #expect(chain.bottom.backingFilename == nil)
             #expect(chain.bottom.corrupt == nil)

@@ -45,7 +45,7 @@ public enum ImageLock {
 
     /// The processes (visible to this user) that have `path` open, by pid.
     public static func holders(_ path: String) -> [LockHolder] {
-        guard let target = canonicalPath(path), let pids = directoryEntries("/proc") else { return [] }
+        guard let target = realPath(path), let pids = directoryEntries("/proc") else { return [] }
         return pids.compactMap { Int32($0) }.sorted().compactMap { pid in
             let fdDir = "/proc/\(pid)/fd"
             guard let fds = directoryEntries(fdDir),

@@ -119,11 +119,5 @@ func parentDirectory(_ p: String) -> String {
     return parent.isEmpty ? "/" : parent
 }
 
-/// realpath(3), or nil when the path does not exist.
-public func realPath(_ p: String) -> String? {
-    guard let r = realpath(p, nil) else { return nil }
-    defer { free(r) }
-    return String(cString: r)
-}
 
 public func fileExists(_ p: String) -> Bool { access(p, F_OK) == 0 }

@@ -2,7 +2,7 @@ import Glibc
 
 /// The absolute path with every symbolic link, `.` and `..` resolved, or nil when it does not
 /// exist. The corresponding C function is `realpath`.
-func canonicalPath(_ path: String) -> String? {
+public func realPath(_ path: String) -> String? {
     guard let resolved = realpath(path, nil) else { return nil }
     defer { free(resolved) }
     return String(cString: resolved)
