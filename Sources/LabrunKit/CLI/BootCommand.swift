@@ -1,6 +1,6 @@
 extension LabrunCLI {
     static let bootSpec = ArgumentSpec(
-        flags: ["debug", "wait-gdb", "dry-run"],
+        flags: ["debug", "wait-gdb", "dry-run", "detach"],
         options: ["mem", "cpus", "accel", "qemu", "gdb-port"],
         optionalValueOptions: ["shared"])
 
@@ -27,6 +27,9 @@ extension LabrunCLI {
         options.dryRun = a.flag("dry-run")
 
         let command = try QemuCommand(lab: lab, options: options)
+        if a.flag("detach") && !a.flag("dry-run") {
+            return try bootDetached(args.filter { $0 != "--detach" }, controller)
+        }
         if a.flag("dry-run") {
             say(command.spawnConfiguration(runDirectory: lab.runDirectory).description)
             return 0
@@ -102,4 +105,52 @@ extension LabrunCLI {
         }
         return reason.exitCode
     }
+
+    /// `boot --detach`: the same boot in its own session with no terminal (the console is not
+    /// shown; `labrun exec` and the snapshot commands work as usual), returning once the guest
+    /// is up. Its errors before that are shown here.
+    static func bootDetached(_ bootArgs: [String], _ controller: LabController) throws(LabrunError) -> Int32 {
+        guard let exe = realPath("/proc/self/exe") else { throw LabrunError("cannot find the labrun executable") }
+        if controller.isRunning {
+            let pid = controller.run.readPid().map { " (labrun pid \($0))" } ?? ""
+            throw LabrunError("this lab's VM is already running\(pid); use `labrun stop` first")
+        }
+        let errors: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
+        do { errors = try FileDescriptor.pipe() } catch { throw error.asLabrunError }
+        var config = SpawnConfiguration(executable: exe, arguments: ["--lab", controller.lab.root, "boot"] + bootArgs)
+        config.standardInput = .devNull
+        config.standardOutput = .devNull
+        config.standardError = .descriptor(errors.writeEnd)
+        config.newSession = true
+        let child: ChildProcess
+        do { child = try Spawner.spawn(config) } catch {
+            errors.readEnd.close(); errors.writeEnd.close()
+            throw error.asLabrunError
+        }
+        errors.writeEnd.close()
+        defer { errors.readEnd.close() }
+        // Until the supervisor answers, a failure is the boot's own one-line error.
+        var fd: FileDescriptor?
+        while fd == nil {
+            if let status = child.poll() {
+                let said = readAll(errors.readEnd).split(whereSeparator: \.isNewline).last.map { String($0.dropFirst($0.hasPrefix("labrun: ") ? 8 : 0)) }
+                throw LabrunError(said ?? "the VM did not start (\(status))")
+            }
+            sleepSeconds(0.02)
+            // Only our own child's supervisor counts (its pid file names it).
+            if controller.run.readPid() == child.pid { fd = ControlClient.connect(controller.run.controlSocket) }
+        }
+        _ = try controller.send(ControlRequest(.waitReady), over: fd!) { _ in }
+        say("the VM runs in the background (labrun pid \(child.pid)); `labrun exec -- CMD`, `labrun snapshot …`, `labrun stop`")
+        return 0
+    }
+
+    /// What is in a pipe now, without waiting.
+    private static func readAll(_ fd: FileDescriptor) -> String {
+        try? fd.setNonBlocking(true)
+        var out: [UInt8] = []
+        while case .success(let b) = fd.read(), !b.isEmpty { out += b }
+        return String(decoding: out, as: UTF8.self)
+    }
+
 }

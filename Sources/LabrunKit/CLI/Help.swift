@@ -48,6 +48,8 @@ public enum Help {
       --gdb-port PORT        gdb stub port (implies --debug)
       --wait-gdb             start with the CPUs stopped until gdb continues (implies --debug)
       --dry-run              print the QEMU command line and exit
+      --detach               run the VM in the background (no console); returns once the
+                             guest is up: then `labrun exec`, `labrun snapshot …`, `labrun stop`
     """
 
     public static let snapshot = """
