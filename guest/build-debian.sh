@@ -316,16 +316,8 @@ EOF
     mkdir -p "$K"
     cp "$T/boot/vmlinuz-$KVER" "$K/vmlinuz"
     cp "$T/boot/initrd.img-$KVER" "$K/initrd.img"
-    # vmlinux: Debian's bzImage carries the kernel as one XZ stream (see build-tiny.sh).
-    have_vmlinux=0
-    for off in $(LC_ALL=C grep -obUaP '\xFD\x37\x7A\x58\x5A\x00' "$K/vmlinuz" | cut -d: -f1); do
-        if { tail -c +"$((off + 1))" "$K/vmlinuz" || :; } | xz -dc --single-stream >"$K/vmlinux" 2>/dev/null \
-           && [[ $(head -c 5 "$K/vmlinux" | od -An -tx1 | tr -d ' \n') == 7f454c4602 ]]; then
-            info "vmlinux: XZ stream at byte $off -> 64-bit ELF"
-            have_vmlinux=1; break
-        fi
-    done
-    ((have_vmlinux)) || { rm -f "$K/vmlinux"; info "no XZ-compressed ELF in vmlinuz: booting vmlinuz (slower under TCG)"; }
+    extract_vmlinux "$K/vmlinuz" "$K/vmlinux" \
+        || info "no XZ-compressed ELF in vmlinuz: booting vmlinuz (slower under TCG)"
 
     # -----------------------------------------------------------------------------------------------------
     # Step 6: Layer 1 image (mkfs.ext4 -d: no loop mount)
@@ -356,7 +348,7 @@ EOF
     [[ -e $LAB/debian-rootfs.qcow2 ]] && OLD_GOLDEN=1
     rm -f "$LAB/debian-rootfs.qcow2" "$STAMPS/debian" "$GB/kernel-version"
     cp "$K/vmlinuz" "$GB/vmlinuz.part"; publish "$GB/vmlinuz.part" "$GB/vmlinuz"
-    if ((have_vmlinux)); then
+    if [[ -e $K/vmlinux ]]; then
         mv "$K/vmlinux" "$GB/vmlinux.part"; publish "$GB/vmlinux.part" "$GB/vmlinux"
     else
         rm -f "$GB/vmlinux"

@@ -258,20 +258,8 @@ if ((FORCE)) || [[ -z $KVER || ! -s $GB/vmlinuz ]] || { ((NEED_VMLINUX)) && [[ !
     src=$KPKG/boot/vmlinuz-$KVER
   if ((NEED_VMLINUX)); then
 
-    # vmlinux: Debian's bzImage carries the kernel as one XZ stream. Find the XZ magic
-    # FD 37 7A 58 5A 00, decompress that stream alone (--single-stream ignores what follows it:
-    # the size trailer and the rest of the bzImage) and keep the first candidate that is an ELF.
     say "extracting vmlinux from vmlinuz"
-    found=0
-    for off in $(LC_ALL=C grep -obUaP '\xFD\x37\x7A\x58\x5A\x00' "$src" | cut -d: -f1); do
-        # (tail gets SIGPIPE when xz stops after the stream: hence "|| :".)
-        if { tail -c +"$((off + 1))" "$src" || :; } | xz -dc --single-stream >"$WORK/vmlinux" 2>/dev/null \
-           && [[ $(head -c 5 "$WORK/vmlinux" | od -An -tx1 | tr -d ' \n') == 7f454c4602 ]]; then
-            info "XZ stream at byte $off -> 64-bit ELF"
-            found=1; break
-        fi
-    done
-    ((found)) || die "no XZ-compressed ELF kernel found inside $src"
+    extract_vmlinux "$src" "$WORK/vmlinux" || die "no XZ-compressed ELF kernel found inside $src"
   else
     # arm64: Debian's vmlinuz is the kernel Image itself (QEMU -kernel boots it, gzip'd or not).
     info "kernel image: $(file -b "$src" 2>/dev/null | cut -c1-60 || echo "$src")"
