@@ -110,17 +110,13 @@ public struct ControlResponse: Codable, Equatable, Sendable {
     }
 
     public func encodedLine() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array((try? encoder.encode(self)) ?? Data()) + [0x0A]
+        jsonLine(self)
     }
 
 }
 
 extension ControlRequest {
     public func encodedLine() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array((try? encoder.encode(self)) ?? Data()) + [0x0A]
+        jsonLine(self)
     }
 }

@@ -46,3 +46,11 @@ public enum JSONValue: Codable, Equatable, Sendable {
         try JSONDecoder().decode(T.self, from: JSONEncoder().encode(self))
     }
 }
+
+/// One value as one JSON line (sorted keys, a newline at the end): the framing of both QMP
+/// and labrun's control protocol.
+func jsonLine(_ value: some Encodable) -> [UInt8] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return Array((try? encoder.encode(value)) ?? Data()) + [0x0A]
+}

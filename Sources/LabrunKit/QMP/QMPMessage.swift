@@ -66,9 +66,7 @@ public struct QMPCommand: Encodable, Sendable {
     }
 
     public func encodedLine() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array((try? encoder.encode(self)) ?? Data()) + [0x0A]
+        jsonLine(self)
     }
 }
 
