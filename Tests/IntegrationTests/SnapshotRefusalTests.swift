@@ -75,9 +75,9 @@ extension SnapshotSuites {
             // The supervisor validates too (Ctrl-a s and any other client reach it without the CLI).
             let socket = RunDirectory(lab: realPath(lab.root)!).controlSocket
             for (name, _) in Self.badNames {
-                for op in [ControlOperation.snapshotCreate, .snapshotRestore, .snapshotDelete] {
+                for op in [SnapshotRequest.create(name: name, force: true), .restore(name: name), .delete(name: name)] {
                     let fd = try #require(ControlClient.connect(socket))
-                    let r = try ControlClient.send(ControlRequest(op, name: name, force: true), on: fd)
+                    let r = try ControlClient.send(ControlRequest(.snapshot(op)), on: fd)
                     #expect(!r.ok && r.exitCode == 1, "supervisor accepted \(op) \(name.debugDescription)")
                     #expect(r.message?.hasPrefix("snapshot name") == true, "\(r.message ?? "")")
                 }

@@ -298,9 +298,9 @@ extension SplitMix64: RandomNumberGenerator {}
 
 @Suite(.timeLimit(.minutes(5))) struct FuzzControlTests {
     static func validRequests() -> [ControlRequest] {
-        [ControlRequest(.status), ControlRequest(.snapshotCreate, name: "before-patch", force: true, diskOnly: false),
-         ControlRequest(.snapshotRestore, name: "ünïcode-1"), ControlRequest(.snapshotDelete, name: "x"),
-         ControlRequest(.snapshotList), ControlRequest(.stop), ControlRequest(.exec, command: "echo hi; ls /", timeout: 5),
+        [ControlRequest(.status), ControlRequest(.snapshot(.create(name: "before-patch", force: true, diskOnly: false))),
+         ControlRequest(.snapshot(.restore(name: "ünïcode-1"))), ControlRequest(.snapshot(.delete(name: "x"))),
+         ControlRequest(.snapshot(.list)), ControlRequest(.stop), ControlRequest(.exec(command: "echo hi; ls /", timeout: 5)),
          ControlRequest(.waitReady)]
     }
 
@@ -397,7 +397,7 @@ extension SplitMix64: RandomNumberGenerator {}
             let deadline = monotonicSeconds() + 30
             while clients.contains(where: { !$0.closed }) && monotonicSeconds() < deadline {
                 var set = PollSet()
-                for (fd, w) in server.pollInterests { set.add(fd, read: true, write: w) }
+                for interest in server.interests { set.add(interest) }
                 for c in clients where !c.closed { set.add(c.fd, read: true, write: !c.outbox.isEmpty) }
                 let ready = try set.wait(timeout: 100)
                 for (fd, r) in ready where server.owns(fd) { server.handle(fd, r) }
@@ -446,7 +446,7 @@ extension SplitMix64: RandomNumberGenerator {}
         let deadline = monotonicSeconds() + 5
         while !got.contains(0x0A) && monotonicSeconds() < deadline {
             var set = PollSet()
-            for (sfd, w) in server.pollInterests { set.add(sfd, read: true, write: w) }
+            for interest in server.interests { set.add(interest) }
             set.add(fd)
             let ready = try set.wait(timeout: 100)
             for (sfd, r) in ready where server.owns(sfd) { server.handle(sfd, r) }

@@ -5,7 +5,7 @@ import Testing
 
 @Suite struct ControlProtocolTests {
     @Test func requestRoundTrip() throws {
-        let r = ControlRequest(.snapshotCreate, name: "before-oops", force: true)
+        let r = ControlRequest(.snapshot(.create(name: "before-oops", force: true)))
         let line = r.encodedLine()
         #expect(line.last == 0x0A)
         #expect(try ControlRequest.decode(Array(line.dropLast())).get() == r)
@@ -19,7 +19,7 @@ import Testing
 
     @Test func seededGarbageNeverCrashesTheDecoders() {
         var rng = SplitMix64(seed: 7)
-        let valid = Array(ControlRequest(.snapshotList).encodedLine().dropLast())
+        let valid = Array(ControlRequest(.snapshot(.list)).encodedLine().dropLast())
         for _ in 0..<2000 {
             var bytes = valid
             for _ in 0..<Int(rng.next() % 6) {

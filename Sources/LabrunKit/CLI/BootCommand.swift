@@ -130,17 +130,12 @@ extension LabrunCLI {
         errors.writeEnd.close()
         defer { errors.readEnd.close() }
         // Until the supervisor answers, a failure is the boot's own one-line error.
-        var fd: FileDescriptor?
-        while fd == nil {
-            if let status = child.poll() {
-                let said = readAll(errors.readEnd).split(whereSeparator: \.isNewline).last.map { String($0.dropFirst($0.hasPrefix("labrun: ") ? 8 : 0)) }
-                throw LabrunError(said ?? "the VM did not start (\(status))")
-            }
-            sleepSeconds(0.02)
-            // Only our own child's supervisor counts (its pid file names it).
-            if controller.run.readPid() == child.pid { fd = ControlClient.connect(controller.run.controlSocket) }
+        // Only our own child's supervisor counts (its pid file names it).
+        guard let link = controller.waitForSupervisor(seconds: .infinity, pid: child.pid, stillStarting: { child.poll() == nil }) else {
+            let said = readAll(errors.readEnd).split(whereSeparator: \.isNewline).last.map { String($0.dropFirst($0.hasPrefix("labrun: ") ? 8 : 0)) }
+            throw LabrunError(said ?? "the VM did not start (\(child.wait()))")
         }
-        _ = try controller.send(ControlRequest(.waitReady), over: fd!) { _ in }
+        _ = try link.send(.waitReady) { _ in }
         say("the VM runs in the background (labrun pid \(child.pid)); `labrun exec -- CMD`, `labrun snapshot …`, `labrun stop`")
         return 0
     }

@@ -8,8 +8,8 @@ extension LabrunCLI {
         // Everything is checked and confirmed before a running VM is stopped: a refusal or a
         // "no" must leave the VM running.
         var running = false
-        if case .live(let fd) = try controller.route(for: "reset the runtime layer") {
-            fd.close()
+        if case .live(let link) = try controller.route(for: "reset the runtime layer") {
+            link.close()
             guard a.flag("force") else {
                 throw LabrunError("the VM is running: `labrun stop` first, or `labrun reset --force` to stop it and reset")
             }
@@ -28,7 +28,7 @@ extension LabrunCLI {
         }
         if running {
             printError("stopping the running VM first (--force)")
-            if let fd = ControlClient.connect(controller.run.controlSocket) { try controller.stopRunning(over: fd) }
+            if let link = controller.supervisor() { try controller.stopRunning(over: link) }
             try ImageLock.requireUnlocked(controller.layerPaths, action: "reset the runtime layer")
         }
         if a.flag("undo") {
@@ -60,9 +60,8 @@ extension LabrunCLI {
 
     /// How many snapshots the running VM's runtime layer holds (for the reset question).
     private static func liveSnapshotCount(_ controller: LabController) -> Int {
-        guard let fd = ControlClient.connect(controller.run.controlSocket),
-              let r = try? controller.send(ControlRequest(.snapshotList), over: fd) else { return 0 }
-        return r.snapshots?.count ?? 0
+        guard let link = controller.supervisor(), let r = try? link.send(.snapshot(.list)) else { return 0 }
+        return r.outcome?.snapshots?.count ?? 0
     }
 
     /// Asks y/N on a terminal; without one, --yes is required.
@@ -87,11 +86,11 @@ extension LabrunCLI {
         let running: Bool
         let chain: ImageChain
         switch try controller.route(for: "read the image chain") {
-        case .live(let fd):
+        case .live(let link):
             running = true
             // The chain's metadata is read-only and safe to read shared; the snapshot list
             // comes from the running QEMU itself.
-            snapshots = try controller.send(ControlRequest(.snapshotList), over: fd).snapshots ?? []
+            snapshots = try link.send(.snapshot(.list)).outcome?.snapshots ?? []
             chain = try img.chain(controller.lab.runtimePath, shareLocks: true)
         case .offline:
             running = false
@@ -125,8 +124,8 @@ extension LabrunCLI {
         let a = try ArgumentSpec(flags: ["repair"]).parse(args, command: "check")
         let controller = try context.controller()
         try controller.requireRuntime()
-        if case .live(let fd) = try controller.route(for: "check the runtime image") {
-            fd.close()
+        if case .live(let link) = try controller.route(for: "check the runtime image") {
+            link.close()
             throw LabrunError("the VM is running: stop it first (`labrun stop`); checking an image in use gives false reports")
         }
         let result = try controller.qemuImg().check(controller.lab.runtimePath, repair: a.flag("repair"))
@@ -144,8 +143,8 @@ extension LabrunCLI {
         let controller = try context.controller()
         struct Stopped: Encodable { var lab: String; var running = false; var runDirectory: String; var resume: String? }
         if let denied = controller.run.permissionProblem { throw LabrunError(denied) }
-        if let fd = ControlClient.connect(controller.run.controlSocket) {
-            let r = try controller.send(ControlRequest(.status), over: fd)
+        if let link = controller.supervisor() {
+            let r = try link.send(.status)
             guard let st = r.status else { throw LabrunError("the supervisor sent no status") }
             if a.flag("json") {
                 struct Running: Encodable { var running = true; var status: SupervisorStatus }
@@ -153,6 +152,7 @@ extension LabrunCLI {
             } else {
                 say("running: \(st.lab)")
                 say("  QEMU pid \(st.qemuPid) (labrun pid \(st.supervisorPid)), \(st.runState), \(st.accelerator), up \(Messages.formatSeconds(st.uptimeSeconds))")
+                if let why = st.notResponding { say("  QEMU is not responding: \(why)") }
                 say("  run directory \(st.runDirectory)")
                 if let s = st.shared { say("  shared folder \(s) at /mnt") }
                 if let p = st.gdbPort { say("  gdb stub 127.0.0.1:\(p)") }
@@ -179,12 +179,12 @@ extension LabrunCLI {
         _ = try ArgumentSpec().parse(args, command: "stop")
         let controller = try context.controller()
         if let denied = controller.run.permissionProblem { throw LabrunError(denied) }
-        guard let fd = ControlClient.connect(controller.run.controlSocket) else {
+        guard let link = controller.supervisor() else {
             controller.cleanStaleRunDirectory()
             say("the VM is not running")
             return 0
         }
-        try controller.stopRunning(over: fd)
+        try controller.stopRunning(over: link)
         say("the VM was shut down")
         return 0
     }

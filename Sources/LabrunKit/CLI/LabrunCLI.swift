@@ -1,5 +1,3 @@
-import Glibc
-
 /// The command-line front end: parses argv, runs one command, and turns every failure into
 /// one line on stderr and an exit code. main.swift only calls `LabrunCLI.main`.
 public enum LabrunCLI {

@@ -1,82 +1,63 @@
+import FoundationEssentials
+
 extension LabrunCLI {
     static func snapshot(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
         guard let sub = args.first else { throw .usage("snapshot: missing subcommand (create, restore, list or delete)") }
         let rest = Array(args.dropFirst())
         switch sub {
-        case "create", "save": return try snapshotCreate(rest, context)
-        case "restore", "load", "apply": return try snapshotRestore(rest, context)
-        case "delete", "rm": return try snapshotDelete(rest, context)
-        case "list", "ls": return try snapshotList(rest, context)
+        case "create", "save":
+            let a = try ArgumentSpec(flags: ["force", "disk-only", "json"], positionals: 1...1).parse(rest, command: "snapshot create")
+            return try runSnapshot(.create(name: a.positionals[0], force: a.flag("force"), diskOnly: a.flag("disk-only")), json: a.flag("json"), context)
+        case "restore", "load", "apply":
+            let a = try ArgumentSpec(flags: ["json"], positionals: 1...1).parse(rest, command: "snapshot restore")
+            return try runSnapshot(.restore(name: a.positionals[0]), json: a.flag("json"), context)
+        case "delete", "rm":
+            let a = try ArgumentSpec(flags: ["json"], positionals: 1...1).parse(rest, command: "snapshot delete")
+            return try runSnapshot(.delete(name: a.positionals[0]), json: a.flag("json"), context)
+        case "list", "ls":
+            let a = try ArgumentSpec(flags: ["json"]).parse(rest, command: "snapshot list")
+            return try runSnapshot(.list, json: a.flag("json"), context)
         default: throw .usage("snapshot: unknown subcommand '\(sub)' (create, restore, list or delete)")
         }
     }
 
-    static func snapshotCreate(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
-        let a = try ArgumentSpec(flags: ["force", "disk-only"], positionals: 1...1).parse(args, command: "snapshot create")
-        let name = a.positionals[0]
-        try SnapshotName.validateNew(name)
+    /// One snapshot request through the lab's routing facade; the outcome is rendered here,
+    /// the same whichever path carried it out.
+    static func runSnapshot(_ request: SnapshotRequest, json: Bool, _ context: Context) throws(LabrunError) -> Int32 {
+        // The name is checked before the lab is even opened: a bad name changes nothing.
+        do { try SnapshotRules.validate(request) } catch { throw error.asLabrunError }
         let controller = try context.controller()
-        switch try controller.route(for: "create snapshot '\(name)'") {
-        case .live(let fd):
-            let r = try controller.send(ControlRequest(.snapshotCreate, name: name, force: a.flag("force"), diskOnly: a.flag("disk-only")), over: fd)
-            say(r.message ?? Messages.created(r.snapshot, name: name, seconds: r.seconds ?? 0))
-        case .offline:
-            let started = monotonicSeconds()
-            let info = try controller.offlineSnapshots().create(name: name, force: a.flag("force"))
-            say(Messages.created(info, name: name, seconds: monotonicSeconds() - started))
+        let (outcome, live) = try controller.snapshot(request)
+        if case .listed(let list) = outcome {
+            say(json ? SnapshotTable.json(list) : SnapshotTable.render(list).trimmedTrailingNewline)
+        } else if json {
+            say(encodeJSON(SnapshotResult(outcome: outcome, live: live)))
+        } else if let line = Messages.text(of: outcome) {
+            say(line)
         }
         return 0
     }
 
-    static func snapshotRestore(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
-        let a = try ArgumentSpec(positionals: 1...1).parse(args, command: "snapshot restore")
-        let name = a.positionals[0]
-        try SnapshotName.validate(name)
-        let controller = try context.controller()
-        switch try controller.route(for: "restore snapshot '\(name)'") {
-        case .live(let fd):
-            let r = try controller.send(ControlRequest(.snapshotRestore, name: name), over: fd)
-            say(r.message ?? Messages.restored(name: name, seconds: r.seconds ?? 0, live: true, resumesVM: true))
-        case .offline:
-            let started = monotonicSeconds()
-            let info = try controller.offlineSnapshots().restore(name: name)
-            try controller.setPendingResume(info.hasVMState ? name : nil)
-            say(Messages.restored(name: name, seconds: monotonicSeconds() - started, live: false, resumesVM: info.hasVMState))
-        }
-        return 0
-    }
+    /// `snapshot create|restore|delete --json`: the outcome with its figures.
+    struct SnapshotResult: Encodable {
+        var op: String
+        var name: String?
+        var live: Bool
+        var seconds: Double?
+        var snapshot: SnapshotInfo?
+        var message: String?
 
-    static func snapshotDelete(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
-        let a = try ArgumentSpec(positionals: 1...1).parse(args, command: "snapshot delete")
-        let name = a.positionals[0]
-        try SnapshotName.validate(name)
-        let controller = try context.controller()
-        switch try controller.route(for: "delete snapshot '\(name)'") {
-        case .live(let fd):
-            let r = try controller.send(ControlRequest(.snapshotDelete, name: name), over: fd)
-            say(r.message ?? Messages.deleted(name: name))
-        case .offline:
-            _ = try controller.offlineSnapshots().delete(name: name)
-            if controller.pendingResume == name { try controller.setPendingResume(nil) }
-            say(Messages.deleted(name: name))
+        init(outcome: SnapshotOutcome, live: Bool) {
+            self.live = live
+            seconds = outcome.seconds
+            message = Messages.text(of: outcome)
+            switch outcome {
+            case .listed: op = "list"
+            case .created(let n, let s, _, _, _): op = "create"; name = n; snapshot = s
+            case .restored(let s, _, _, _, _): op = "restore"; name = s.name; snapshot = s
+            case .deleted(let n, let s): op = "delete"; name = n; snapshot = s
+            }
         }
-        return 0
-    }
-
-    static func snapshotList(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
-        let a = try ArgumentSpec(flags: ["json"]).parse(args, command: "snapshot list")
-        let controller = try context.controller()
-        let list: [SnapshotInfo]
-        switch try controller.route(for: "list snapshots") {
-        case .live(let fd): list = try controller.send(ControlRequest(.snapshotList), over: fd).snapshots ?? []
-        case .offline: list = try controller.offlineSnapshots().list()
-        }
-        if a.flag("json") {
-            say(SnapshotTable.json(list))
-        } else {
-            say(SnapshotTable.render(list).trimmedTrailingNewline)
-        }
-        return 0
     }
 }
 

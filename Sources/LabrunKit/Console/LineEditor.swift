@@ -2,7 +2,7 @@
 /// collected and echoed, Backspace/DEL erases, Ctrl-U clears, Enter accepts, Esc or Ctrl-C
 /// cancels. Escape sequences (arrow and function keys: ESC [ … or ESC O x) are ignored whole.
 /// Pure: it returns what to echo; the caller writes it.
-public struct LineEditor: Sendable {
+public struct LineEditor: Equatable, Sendable {
     public enum Outcome: Equatable, Sendable {
         case editing(echo: [UInt8])
         case accepted(String)

@@ -106,3 +106,13 @@ public final class Screen {
         }
     }
 }
+
+extension Screen: LoopPart {
+    var interests: [PollInterest] { wantsWrite ? [PollInterest(fd, read: false, write: true)] : [] }
+    var deadline: Double? { noticeDeadline }
+
+    func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
+        if let r = ready[fd], r.writable { flush() }
+        tick(now: now)
+    }
+}

@@ -10,6 +10,7 @@ public enum ControlProtocol {
     public static let maxRequestBytes = 64 * 1024
 }
 
+/// The wire names of the operations (`op`).
 public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case status
     case snapshotCreate = "snapshot.create"
@@ -22,25 +23,66 @@ public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case waitReady = "wait-ready"
 }
 
-public struct ControlRequest: Codable, Equatable, Sendable {
-    public var v: Int
-    public var op: ControlOperation
-    public var name: String?
-    public var force: Bool?
-    public var diskOnly: Bool?
-    /// `exec`: the shell command line to run in the guest, and its time limit in seconds (0: none).
-    public var command: String?
-    public var timeout: Int?
+/// What a client asks of the supervisor.
+public enum ControlCommand: Equatable, Sendable {
+    case status
+    case stop
+    /// Answered once the guest agent is up (the guest has booted).
+    case waitReady
+    /// A shell command line to run in the guest, and its time limit in seconds (0: none).
+    case exec(command: String, timeout: Int)
+    case snapshot(SnapshotRequest)
+}
 
-    public init(_ op: ControlOperation, name: String? = nil, force: Bool? = nil, diskOnly: Bool? = nil,
-                command: String? = nil, timeout: Int? = nil) {
+public struct ControlRequest: Equatable, Sendable {
+    public var v: Int
+    public var command: ControlCommand
+
+    public init(_ command: ControlCommand) {
         self.v = ControlProtocol.version
-        self.op = op
-        self.name = name
-        self.force = force
-        self.diskOnly = diskOnly
         self.command = command
-        self.timeout = timeout
+    }
+
+    /// The request as it travels: `op` plus the fields that operation has.
+    private struct Wire: Codable {
+        var v: Int
+        var op: ControlOperation
+        var name: String?
+        var force: Bool?
+        var diskOnly: Bool?
+        var command: String?
+        var timeout: Int?
+    }
+
+    private var wire: Wire {
+        var w = Wire(v: v, op: .status)
+        switch command {
+        case .status: w.op = .status
+        case .stop: w.op = .stop
+        case .waitReady: w.op = .waitReady
+        case .exec(let line, let timeout): w.op = .exec; w.command = line; w.timeout = timeout
+        case .snapshot(.list): w.op = .snapshotList
+        case .snapshot(.create(let name, let force, let diskOnly)):
+            w.op = .snapshotCreate; w.name = name; w.force = force; w.diskOnly = diskOnly
+        case .snapshot(.restore(let name)): w.op = .snapshotRestore; w.name = name
+        case .snapshot(.delete(let name)): w.op = .snapshotDelete; w.name = name
+        }
+        return w
+    }
+
+    private init(_ w: Wire) {
+        v = w.v
+        switch w.op {
+        case .status: command = .status
+        case .stop: command = .stop
+        case .waitReady: command = .waitReady
+        case .exec: command = .exec(command: w.command ?? "", timeout: w.timeout ?? 0)
+        case .snapshotList: command = .snapshot(.list)
+        // A missing name is the empty name, which the snapshot rules refuse.
+        case .snapshotCreate: command = .snapshot(.create(name: w.name ?? "", force: w.force ?? false, diskOnly: w.diskOnly ?? false))
+        case .snapshotRestore: command = .snapshot(.restore(name: w.name ?? ""))
+        case .snapshotDelete: command = .snapshot(.delete(name: w.name ?? ""))
+        }
     }
 
     /// Decodes one line, with a one-line error for each way it can be wrong.
@@ -53,11 +95,18 @@ public struct ControlRequest: Codable, Equatable, Sendable {
             return .failure(LabrunError("unsupported control protocol version \(versioned.v.map(String.init) ?? "(none)"): this supervisor speaks \(ControlProtocol.version); use the same labrun binary for both"))
         }
         do {
-            return .success(try JSONDecoder().decode(ControlRequest.self, from: Data(line)))
+            return .success(ControlRequest(try JSONDecoder().decode(Wire.self, from: Data(line))))
         } catch {
             return .failure(LabrunError("malformed control request: unknown operation or wrong field types"))
         }
     }
+
+    public func encodedLine() -> [UInt8] {
+        jsonLine(wire)
+    }
+
+    /// The operation's wire name.
+    public var op: ControlOperation { wire.op }
 }
 
 /// What `status` reports about a running supervisor.
@@ -66,7 +115,8 @@ public struct SupervisorStatus: Codable, Equatable, Sendable {
     public var runDirectory: String
     public var supervisorPid: Int32
     public var qemuPid: Int32
-    /// QEMU's run state from query-status ("running", "paused", …), or "starting".
+    /// QEMU's run state from query-status ("running", "paused", …), "starting", or "not
+    /// responding" when QEMU has stopped answering (stopped, stuck, or making no progress).
     public var runState: String
     public var uptimeSeconds: Double
     public var accelerator: String
@@ -74,6 +124,8 @@ public struct SupervisorStatus: Codable, Equatable, Sendable {
     public var gdbPort: Int?
     /// The guest agent answers (exec, share handling around snapshots).
     public var agent: Bool?
+    /// Why QEMU is judged not responding (its pid and process state), when it is.
+    public var notResponding: String?
 }
 
 public struct ControlResponse: Codable, Equatable, Sendable {
@@ -84,10 +136,9 @@ public struct ControlResponse: Codable, Equatable, Sendable {
     /// A line for the user (progress or result).
     public var message: String?
     public var exitCode: Int32?
-    public var snapshots: [SnapshotInfo]?
-    public var snapshot: SnapshotInfo?
+    /// What a snapshot request did (typed; `Messages` renders it).
+    public var outcome: SnapshotOutcome?
     public var status: SupervisorStatus?
-    public var seconds: Double?
     /// `exec` progress lines: output of the guest command, as it comes.
     public var stdout: String?
     public var stderr: String?
@@ -109,13 +160,6 @@ public struct ControlResponse: Codable, Equatable, Sendable {
         return r
     }
 
-    public func encodedLine() -> [UInt8] {
-        jsonLine(self)
-    }
-
-}
-
-extension ControlRequest {
     public func encodedLine() -> [UInt8] {
         jsonLine(self)
     }

@@ -1,10 +1,14 @@
-import Glibc
-
 /// The supervisor's side of the control socket, driven by the supervisor's poll loop:
 /// it accepts, checks the peer's uid, reads one request line per connection, and writes
 /// responses as the socket takes them. It knows nothing of what requests do.
-public final class ControlServer {
-    public typealias ConnectionID = Int32
+public final class ControlServer: LoopPart {
+    /// A connection's identity for the supervisor's whole life: a counter, never the
+    /// descriptor number (the kernel hands a closed client's number to the next client, which
+    /// would then receive the dead client's late reply).
+    public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: UInt64
+        public var description: String { "#\(rawValue)" }
+    }
 
     public let listener: FileDescriptor
     public let path: String
@@ -21,29 +25,39 @@ public final class ControlServer {
         var refusal: LabrunError?
     }
     private var connections: [ConnectionID: Connection] = [:]
-    private let allowedUID: uid_t
+    /// Which connection each open descriptor belongs to now.
+    private var byDescriptor: [FileDescriptor: ConnectionID] = [:]
+    private var nextID: UInt64 = 1
+    private let allowedUID: UInt32
 
     public init(path: String) throws(SystemCallError) {
         self.path = path
         listener = try UnixSocket.listen(path: path, mode: 0o600)
-        allowedUID = getuid()
+        allowedUID = currentUserID
     }
 
-    /// Descriptors to poll: (fd, wants write).
-    public var pollInterests: [(FileDescriptor, Bool)] {
-        [(listener, false)] + connections.values.map { ($0.fd, !$0.outbox.isEmpty) }
+    /// Descriptors to poll: the listener and every connection (for write when it has output).
+    public var interests: [PollInterest] {
+        [PollInterest(listener)] + connections.values.map { PollInterest($0.fd, read: true, write: !$0.outbox.isEmpty) }
     }
 
-    public func owns(_ fd: FileDescriptor) -> Bool { fd == listener || connections[fd.rawValue] != nil }
+    public func owns(_ fd: FileDescriptor) -> Bool { fd == listener || byDescriptor[fd] != nil }
+
+    /// True while the client that sent a request is still connected (its reply has a reader).
+    public func isConnected(_ id: ConnectionID) -> Bool { connections[id] != nil }
+
+    func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
+        for (fd, r) in ready where owns(fd) { handle(fd, r) }
+    }
 
     public func handle(_ fd: FileDescriptor, _ readiness: Readiness) {
         if fd == listener {
             while let c = UnixSocket.accept(listener) { admit(c) }
             return
         }
-        guard connections[fd.rawValue] != nil else { return }
-        if readiness.writable { flush(fd.rawValue) }
-        if readiness.readable || readiness.hangup { read(fd.rawValue) }
+        guard let id = byDescriptor[fd] else { return }
+        if readiness.writable { flush(id) }
+        if readiness.readable || readiness.hangup { read(id) }
     }
 
     /// Another user's peer is refused as the answer to its request line, not at once: closing
@@ -54,7 +68,10 @@ public final class ControlServer {
         if let peer = UnixSocket.peerCredentials(fd), peer.uid == allowedUID || peer.uid == 0 {} else {
             c.refusal = LabrunError("permission denied: this lab's supervisor belongs to another user")
         }
-        connections[fd.rawValue] = c
+        let id = ConnectionID(rawValue: nextID)
+        nextID += 1
+        connections[id] = c
+        byDescriptor[fd] = id
     }
 
     private func read(_ id: ConnectionID) {
@@ -100,7 +117,8 @@ public final class ControlServer {
         }
     }
 
-    /// Queues a response; a final one closes the connection once written.
+    /// Queues a response; a final one closes the connection once written. A response for a
+    /// client that has gone is dropped.
     public func respond(_ id: ConnectionID, _ response: ControlResponse) {
         guard var c = connections[id] else { return }
         c.outbox += response.encodedLine()
@@ -123,12 +141,14 @@ public final class ControlServer {
     }
 
     private func drop(_ id: ConnectionID) {
-        connections.removeValue(forKey: id)?.fd.close()
+        guard let c = connections.removeValue(forKey: id) else { return }
+        byDescriptor.removeValue(forKey: c.fd)
+        c.fd.close()
     }
 
     public func close() {
         for id in connections.keys { drop(id) }
         listener.close()
-        unlink(path)
+        removeFile(path)
     }
 }

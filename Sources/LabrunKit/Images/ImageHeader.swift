@@ -1,5 +1,3 @@
-import Glibc
-
 /// What an image file's first bytes say about it, read directly: no qemu-img, no lock, so it
 /// works the same whether a VM runs or not and costs a few reads.
 ///
@@ -24,12 +22,10 @@ public enum ImageHeader {
 
     static func probe(_ path: String) -> Probe {
         guard fileExists(path) else { return .notFound }
-        guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return .unreadable }
+        guard let fd = try? FileDescriptor.open(path, FileDescriptor.readOnly) else { return .unreadable }
         defer { fd.close() }
         func bytes(at offset: Int, count: Int) -> [UInt8] {
-            var buffer = [UInt8](repeating: 0, count: count)
-            let n = buffer.withUnsafeMutableBytes { pread(fd.rawValue, $0.baseAddress, count, off_t(offset)) }
-            return n > 0 ? Array(buffer[..<n]) : []
+            (try? fd.read(upTo: count, at: Int64(offset)).get()) ?? []
         }
         let header = bytes(at: 0, count: 20)
         if header.isEmpty { return .empty }

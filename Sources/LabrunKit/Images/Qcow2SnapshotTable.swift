@@ -1,5 +1,3 @@
-import Glibc
-
 /// Reads a qcow2 image's internal snapshot table directly (layout: QEMU's
 /// docs/interop/qcow2.txt, "Snapshots"), for the offline path: listing this way costs a few
 /// preads instead of starting `qemu-img info`, which dominated `snapshot list` and `create`.
@@ -9,18 +7,12 @@ public enum Qcow2SnapshotTable {
     static let maxSnapshots = 65536
 
     public static func read(_ path: String) -> [SnapshotInfo]? {
-        guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return nil }
+        guard let fd = try? FileDescriptor.open(path, FileDescriptor.readOnly) else { return nil }
         defer { fd.close() }
         func bytes(_ offset: UInt64, _ count: Int) -> [UInt8]? {
             guard count > 0, offset < UInt64(Int64.max) else { return count == 0 ? [] : nil }
-            var failed = false
-            let buffer = [UInt8](unsafeUninitializedCapacity: count) { raw, initialized in
-                switch valueOrErrno({ pread(fd.rawValue, raw.baseAddress, count, off_t(offset)) }) {
-                case .success(let n): initialized = n
-                case .failure: failed = true; initialized = 0
-                }
-            }
-            return failed || buffer.count != count ? nil : buffer
+            guard let buffer = try? fd.read(upTo: count, at: Int64(offset)).get(), buffer.count == count else { return nil }
+            return buffer
         }
         guard let header = bytes(0, 72), Array(header[0..<4]) == ImageHeader.qcow2Magic else { return nil }
         let version = header.be(4, 4)

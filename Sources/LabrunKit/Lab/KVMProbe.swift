@@ -1,5 +1,3 @@
-import Glibc
-
 /// Decides whether KVM really works here before `accel = auto` picks it. /dev/kvm opening is
 /// not enough: on some hosts QEMU aborts at vCPU set-up ("failed to set MSR") or the guest
 /// hangs. The probe boots a 64 KiB "BIOS" whose reset vector writes one byte to the serial
@@ -28,7 +26,7 @@ public enum KVMProbe {
         bios.replaceSubrange(0xFFF0..<(0xFFF0 + resetVectorCode.count), with: resetVectorCode)
         let biosPath = run.path + "/kvm-probe.bin"
         defer { removeFile(biosPath) }
-        guard let fd = try? FileDescriptor.open(biosPath, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600),
+        guard let fd = try? FileDescriptor.open(biosPath, FileDescriptor.createTruncate, mode: 0o600),
               (try? fd.closeAfter({ () throws(SystemCallError) in try fd.writeAll(bios) })) != nil,
               let out = try? FileDescriptor.pipe() else { return false }
         var config = SpawnConfiguration(executable: qemu, arguments: [

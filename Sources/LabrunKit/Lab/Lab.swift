@@ -1,5 +1,3 @@
-import Glibc
-
 /// A lab directory: its three image layers, the kernel it boots, its shared folder, its
 /// settings and its run directory. Every command goes through one of these.
 public struct Lab: Sendable {
@@ -19,14 +17,13 @@ public struct Lab: Sendable {
     /// Opens the lab at `root` (reading lab.conf if present).
     public static func open(_ root: String) throws(LabrunError) -> Lab {
         let absolute = absolutePath(root)
-        var isDir = stat()
-        guard stat(absolute, &isDir) == 0, (isDir.st_mode & S_IFMT) == S_IFDIR else {
+        guard FileStatus.of(absolute)?.isDirectory == true else {
             throw LabrunError("lab directory \(absolute) does not exist; create one with `labrun init DIR`")
         }
         let canonical = realPath(absolute) ?? absolute
         var config = LabConfig()
         let confPath = canonical + "/lab.conf"
-        if access(confPath, F_OK) == 0 {
+        if fileExists(confPath) {
             guard let bytes = readSmallFile(confPath, limit: 256 * 1024) else {
                 throw LabrunError("cannot read \(confPath)")
             }
@@ -42,11 +39,11 @@ public struct Lab: Sendable {
     /// current one that holds a lab (lab.conf or a lab image), else the current directory.
     public static func locate(explicit: String?) throws(LabrunError) -> Lab {
         if let explicit { return try open(explicit) }
-        if let env = getenv("LABRUN_LAB").map({ String(cString: $0) }), !env.isEmpty { return try open(env) }
+        if let env = environmentValue("LABRUN_LAB"), !env.isEmpty { return try open(env) }
         let cwd = currentDirectory()
         var dir = cwd
         while true {
-            for marker in ["lab.conf", goldenName, runtimeName] where access(dir + "/" + marker, F_OK) == 0 {
+            for marker in ["lab.conf", goldenName, runtimeName] where fileExists(dir + "/" + marker) {
                 return try open(dir)
             }
             if dir == "/" || dir.isEmpty { break }
@@ -66,12 +63,12 @@ public struct Lab: Sendable {
     public var kernelPath: String {
         if let k = resolve(config.kernel) { return k }
         let vmlinux = guestBuildDirectory + "/vmlinux"
-        return access(vmlinux, R_OK) == 0 ? vmlinux : guestBuildDirectory + "/vmlinuz"
+        return isReadable(vmlinux) ? vmlinux : guestBuildDirectory + "/vmlinuz"
     }
     public var initrdPath: String? {
         if let i = resolve(config.initrd) { return i }
         let def = guestBuildDirectory + "/initrd.img"
-        return access(def, R_OK) == 0 || config.kernel == nil ? def : nil
+        return isReadable(def) || config.kernel == nil ? def : nil
     }
 
     /// A path from lab.conf: relative ones are relative to the lab.
@@ -85,9 +82,8 @@ public struct Lab: Sendable {
     /// Which file the golden image is (device:inode): every guest rebuild publishes a new
     /// file, so a changed identity means the runtime layer was made on another golden image.
     public var goldenIdentity: String? {
-        var st = stat()
-        guard stat(goldenPath, &st) == 0 else { return nil }
-        return "\(st.st_dev):\(st.st_ino)"
+        guard let st = FileStatus.of(goldenPath) else { return nil }
+        return "\(st.device):\(st.inode)"
     }
 
     /// Records the golden image's current identity in lab.conf (labs made by `labrun init`).
@@ -107,11 +103,6 @@ func absolutePath(_ p: String) -> String {
     p.hasPrefix("/") ? p : currentDirectory() + "/" + p
 }
 
-func currentDirectory() -> String {
-    var buf = [CChar](repeating: 0, count: 4096)
-    guard getcwd(&buf, buf.count) != nil else { return "." }
-    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
 
 func parentDirectory(_ p: String) -> String {
     guard let slash = p.lastIndex(of: "/") else { return "/" }
@@ -119,5 +110,3 @@ func parentDirectory(_ p: String) -> String {
     return parent.isEmpty ? "/" : parent
 }
 
-
-public func fileExists(_ p: String) -> Bool { access(p, F_OK) == 0 }

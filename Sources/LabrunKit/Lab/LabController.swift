@@ -1,11 +1,28 @@
-import Glibc
-
 /// Where a command goes (ARCHITECTURE.md, "The routing decision").
 public enum Route {
     /// A supervisor answers on the control socket: act through it (QMP).
-    case live(FileDescriptor)
+    case live(SupervisorConnection)
     /// Nobody holds the images: act on them with qemu-img.
     case offline
+}
+
+/// One connection to a lab's running supervisor, good for one request.
+public struct SupervisorConnection {
+    let fd: FileDescriptor
+
+    /// Sends the request and returns the final response; progress lines go to `progress`,
+    /// else to stderr. A refusal throws its one line.
+    public func send(_ command: ControlCommand, progress: ((ControlResponse) -> Void)? = nil) throws(LabrunError) -> ControlResponse {
+        let r = try ControlClient.send(ControlRequest(command), on: fd) { response in
+            if let progress { return progress(response) }
+            if let line = response.message { try? FileDescriptor.standardError.writeAll("labrun: \(line)\n") }
+        }
+        if !r.ok { throw LabrunError(r.message ?? "the supervisor refused the request", exitCode: r.exitCode ?? 1) }
+        return r
+    }
+
+    /// Closes it unused.
+    public func close() { fd.close() }
 }
 
 /// The facade every command goes through: finds out whether the VM runs, cleans up after a
@@ -33,7 +50,7 @@ public struct LabController {
     /// each other's qemu-img lock or both creating the same name.
     public func route(for action: String) throws(LabrunError) -> Route {
         if let denied = run.permissionProblem { throw LabrunError(denied) }
-        if let fd = supervisorOrCommandLock() { return .live(fd) }
+        if let link = supervisorOrCommandLock() { return .live(link) }
         cleanStaleRunDirectory()
         try ImageLock.requireUnlocked(layerPaths, action: action)
         return .offline
@@ -43,9 +60,9 @@ public struct LabController {
     /// lab's command lock (best effort: nil also when the lab directory cannot be opened).
     /// A boot holds the lock for its VM's whole life, so waiting for the lock alone would
     /// wait for the VM to stop: the wait ends as soon as a supervisor answers instead.
-    func supervisorOrCommandLock() -> FileDescriptor? {
+    func supervisorOrCommandLock() -> SupervisorConnection? {
         while true {
-            if let fd = ControlClient.connect(run.controlSocket) { return fd }
+            if let link = supervisor() { return link }
             switch holdCommandLock() {
             case .held, .unavailable: return nil
             case .supervisorAnswers: continue
@@ -64,14 +81,14 @@ public struct LabController {
     /// `.supervisorAnswers` without the lock.
     func holdCommandLock() -> CommandLock {
         if Self.commandLocks[lab.root] != nil { return .held }
-        guard let fd = try? FileDescriptor.open(lab.root, O_RDONLY | O_DIRECTORY) else { return .unavailable }
-        if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 {
+        guard let fd = try? FileDescriptor.open(lab.root, FileDescriptor.directoryOnly) else { return .unavailable }
+        if tryExclusiveLock(fd) {
             Self.commandLocks[lab.root] = fd
             return .held
         }
         try? FileDescriptor.standardError.writeAll("labrun: waiting for another labrun command on this lab to finish\n")
         while true {
-            if flock(fd.rawValue, LOCK_EX | LOCK_NB) == 0 {
+            if tryExclusiveLock(fd) {
                 Self.commandLocks[lab.root] = fd
                 return .held
             }
@@ -83,39 +100,76 @@ public struct LabController {
         }
     }
 
+    /// A connection to this lab's running supervisor, nil when none answers. The only place a
+    /// command connects to the control socket.
+    public func supervisor() -> SupervisorConnection? {
+        ControlClient.connect(run.controlSocket).map(SupervisorConnection.init)
+    }
+
+    /// The running supervisor, or a one-line refusal saying how to start the VM.
+    public func requireSupervisor() throws(LabrunError) -> SupervisorConnection {
+        if let denied = run.permissionProblem { throw LabrunError(denied) }
+        guard let link = supervisor() else {
+            throw LabrunError("the VM is not running: start it with `labrun boot` (or `make run`) first")
+        }
+        return link
+    }
+
     /// True when a supervisor answers for this lab.
     public var isRunning: Bool {
-        guard let fd = ControlClient.connect(run.controlSocket) else { return false }
-        fd.close()
+        guard let link = supervisor() else { return false }
+        link.close()
         return true
+    }
+
+    /// Waits up to `seconds` for a supervisor to answer (one whose pid file names `pid`, when
+    /// given); nil when none did, or `stillStarting` returned false.
+    public func waitForSupervisor(seconds: Double, pid: Int32? = nil, stillStarting: () -> Bool = { true }) -> SupervisorConnection? {
+        let deadline = monotonicSeconds() + seconds
+        while monotonicSeconds() < deadline && stillStarting() {
+            if pid == nil || run.readPid() == pid, let link = supervisor() { return link }
+            sleepSeconds(0.02)
+        }
+        return nil
+    }
+
+    /// Carries out a snapshot request on the live or offline path, with the same rules and
+    /// the same typed outcome on both. Offline restores and deletes keep the lab's "resume at
+    /// next boot" record in step.
+    public func snapshot(_ request: SnapshotRequest, progress: ((ControlResponse) -> Void)? = nil) throws(LabrunError) -> (outcome: SnapshotOutcome, live: Bool) {
+        do { try SnapshotRules.validate(request) } catch { throw error.asLabrunError }
+        switch try route(for: request.action) {
+        case .live(let link):
+            let r = try link.send(.snapshot(request), progress: progress)
+            guard let outcome = r.outcome else { throw LabrunError("the supervisor sent no result") }
+            return (outcome, true)
+        case .offline:
+            let outcome: SnapshotOutcome
+            let offline = try offlineSnapshots()
+            do { outcome = try offline.perform(request) } catch { throw error.asLabrunError }
+            switch outcome {
+            case .restored(let s, _, _, let resumes, _): try setPendingResume(resumes ? s.name : nil)
+            case .deleted(let name, _) where pendingResume == name: try setPendingResume(nil)
+            default: break
+            }
+            return (outcome, false)
+        }
     }
 
     /// A supervisor killed with SIGKILL leaves its sockets and pid file behind: remove them
     /// when nobody answers and the recorded pid is gone. Returns the dead pid when it cleaned.
     @discardableResult
-    public func cleanStaleRunDirectory() -> pid_t? {
+    public func cleanStaleRunDirectory() -> Int32? {
         guard fileExists(run.controlSocket) || fileExists(run.pidFile) else { return nil }
         let pid = run.readPid()
-        if let pid, pid > 0, kill(pid, 0) == 0, isLabrun(pid) { return nil }
+        if let pid, pid > 0, processExists(pid), isLabrun(pid) { return nil }
         run.cleanStale()
         return pid ?? 0
     }
 
-    private func isLabrun(_ pid: pid_t) -> Bool {
+    private func isLabrun(_ pid: Int32) -> Bool {
         guard let exe = realPath("/proc/\(pid)/exe") else { return true }
         return exe.hasSuffix("/labrun")
-    }
-
-    /// Sends one request to the running supervisor; progress messages go to stderr unless
-    /// `progress` handles them.
-    public func send(_ request: ControlRequest, over fd: FileDescriptor,
-                     progress: ((ControlResponse) -> Void)? = nil) throws(LabrunError) -> ControlResponse {
-        let r = try ControlClient.send(request, on: fd) { response in
-            if let progress { return progress(response) }
-            if let line = response.message { try? FileDescriptor.standardError.writeAll("labrun: \(line)\n") }
-        }
-        if !r.ok { throw LabrunError(r.message ?? "the supervisor refused the request", exitCode: r.exitCode ?? 1) }
-        return r
     }
 
     public func qemuImg() throws(LabrunError) -> QemuImg { try QemuImg() }
@@ -168,23 +222,23 @@ public struct LabController {
             try run.create()
             do { try name.write(toFile: run.resumeFile) } catch { throw error.asLabrunError }
         } else {
-            unlink(run.resumeFile)
+            removeFile(run.resumeFile)
         }
     }
 
     /// True when `pid` no longer runs: gone, or a zombie its parent has not reaped yet (a
     /// supervisor only exits after QEMU has ended and its sockets are closed).
-    static func hasEnded(_ pid: pid_t) -> Bool {
-        guard kill(pid, 0) == 0 else { return true }
+    static func hasEnded(_ pid: Int32) -> Bool {
+        guard processExists(pid) else { return true }
         guard let stat = readSmallFile("/proc/\(pid)/stat", limit: 4096),
               let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return false }
         return stat[close + 2] == UInt8(ascii: "Z")
     }
 
     /// Asks the running supervisor to stop and waits until it has gone (up to `seconds`).
-    public func stopRunning(over fd: FileDescriptor, seconds: Double = 20) throws(LabrunError) {
+    public func stopRunning(over link: SupervisorConnection, seconds: Double = 20) throws(LabrunError) {
         let pid = run.readPid()
-        _ = try send(ControlRequest(.stop), over: fd)
+        _ = try link.send(.stop)
         let deadline = monotonicSeconds() + seconds
         while monotonicSeconds() < deadline {
             if !isRunning, pid.map(Self.hasEnded) ?? true { return }

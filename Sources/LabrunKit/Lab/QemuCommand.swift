@@ -1,5 +1,3 @@
-import Glibc
-
 /// Builds QEMU's command line for a lab, following ARCHITECTURE.md: stdio on labrun's pty via
 /// a plain `-chardev stdio,signal=off` (QEMU's own Ctrl-a mux is never used: its Ctrl-a s
 /// would commit the runtime overlay into the golden image), `-monitor none`, QMP and the human
@@ -13,7 +11,7 @@ public struct QemuCommand: Sendable {
     public let options: BootOptions
     public let accelerator: Accelerator
 
-    public init(lab: Lab, options: BootOptions, environment accelOverride: String? = getenv("LABRUN_ACCEL").map { String(cString: $0) }) throws(LabrunError) {
+    public init(lab: Lab, options: BootOptions, environment accelOverride: String? = environmentValue("LABRUN_ACCEL")) throws(LabrunError) {
         self.lab = lab
         self.options = options
         var accel = options.accel ?? lab.config.accel
@@ -34,19 +32,15 @@ public struct QemuCommand: Sendable {
 
     /// --qemu, else LABRUN_QEMU, else lab.conf's qemu, else qemu-system-ARCH on PATH.
     static func qemuBinary(_ options: BootOptions, _ lab: Lab) -> String {
-        options.qemu ?? getenv("LABRUN_QEMU").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        options.qemu ?? environmentValue("LABRUN_QEMU").flatMap { $0.isEmpty ? nil : $0 }
             ?? lab.config.qemu ?? "qemu-system-\(lab.config.arch.rawValue)"
     }
 
     /// KVM is used when /dev/kvm opens read-write and the guest has the host's architecture.
     public static func kvmUsable(for arch: Architecture) -> Bool {
-        var u = utsname()
-        uname(&u)
-        let machine = withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        guard machine == arch.rawValue else { return false }
-        let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
-        if fd >= 0 { close(fd) }
-        return fd >= 0
+        guard hostMachine == arch.rawValue, let fd = try? FileDescriptor.open("/dev/kvm", FileDescriptor.readWrite) else { return false }
+        fd.close()
+        return true
     }
 
     public var memoryMiB: Int { options.memoryMiB ?? lab.config.memoryMiB }

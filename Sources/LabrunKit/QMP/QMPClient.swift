@@ -16,6 +16,8 @@ public final class QMPClient {
     private var outbox: [UInt8] = []
     private var queued: [(QMPCommand, Completion)] = []
     private var pending: [Int: Completion] = [:]
+    /// When each pending command was sent.
+    private var sentAt: [Int: Double] = [:]
     private var nextId = 1
 
     /// Takes a connected, non-blocking socket.
@@ -25,6 +27,9 @@ public final class QMPClient {
 
     public var wantsWrite: Bool { !outbox.isEmpty }
     public var hasPending: Bool { !pending.isEmpty || !queued.isEmpty }
+
+    /// When the oldest command still waiting for its reply was sent (nil: none waits).
+    public var oldestPendingSince: Double? { sentAt.values.min() }
 
     /// Sends a command; `completion` runs from `handleReadable` when the reply arrives, or with
     /// `.disconnected` if QEMU goes away first.
@@ -39,6 +44,7 @@ public final class QMPClient {
         c.id = nextId
         nextId += 1
         pending[c.id] = completion
+        sentAt[c.id] = monotonicSeconds()
         outbox += c.encodedLine()
         flush()
     }
@@ -83,6 +89,7 @@ public final class QMPClient {
                 self.onReady?()
             }
         case .reply(let id, let result):
+            sentAt.removeValue(forKey: id)
             pending.removeValue(forKey: id)?(result)
         case .event(let name, let data):
             onEvent?(name, data)
@@ -98,8 +105,19 @@ public final class QMPClient {
         fd.close()
         let waiting = pending.values.map { $0 } + queued.map { $0.1 }
         pending.removeAll()
+        sentAt.removeAll()
         queued.removeAll()
         waiting.forEach { $0(.failure(.disconnected)) }
+    }
+}
+
+extension QMPClient: LoopPart {
+    var interests: [PollInterest] { isClosed ? [] : [PollInterest(fd, read: true, write: wantsWrite)] }
+
+    func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
+        guard !isClosed, let r = ready[fd] else { return }
+        if r.writable { flush() }
+        if r.readable || r.hangup { handleReadable() }
     }
 }
 

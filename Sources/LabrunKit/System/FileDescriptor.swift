@@ -15,15 +15,25 @@ public struct FileDescriptor: RawRepresentable, Hashable, Sendable {
         return FileDescriptor(rawValue: fd)
     }
 
+    /// The raw calls, as values: tests pass their own to inject EINTR, short writes and
+    /// failures (as swift-system's mocking does); everything else uses Glibc's.
+    typealias ReadCall = (Int32, UnsafeMutableRawPointer?, Int) -> Int
+    typealias WriteCall = (Int32, UnsafeRawPointer?, Int) -> Int
+    typealias CloseCall = (Int32) -> Int32
+
     /// Reads up to `count` bytes; an empty array means end of file.
-    /// EAGAIN is returned as `.wouldBlock` for non-blocking descriptors.
+    /// EAGAIN is returned as `.wouldBlock` for non-blocking descriptors; EINTR is retried.
     /// The corresponding C function is `read`.
     public func read(upTo count: Int = 65536) -> Result<[UInt8], Errno> {
+        read(upTo: count, call: Glibc.read)
+    }
+
+    func read(upTo count: Int, call: ReadCall) -> Result<[UInt8], Errno> {
         // Uninitialised capacity: no zero-filling of a buffer the kernel is about to overwrite
         // (a pty read returns ~4 KiB, so zeroing 64 KiB each time dominated the relay's cost).
         var failure: Errno?
         let buffer = [UInt8](unsafeUninitializedCapacity: count) { raw, initialized in
-            switch valueOrErrno({ Glibc.read(rawValue, raw.baseAddress, count) }) {
+            switch valueOrErrno({ call(rawValue, raw.baseAddress, count) }) {
             case .success(let n): initialized = n
             case .failure(let e): failure = e; initialized = 0
             }
@@ -32,20 +42,29 @@ public struct FileDescriptor: RawRepresentable, Hashable, Sendable {
         return .success(buffer)
     }
 
-    /// Writes some of `bytes`; returns how many were written. The corresponding C function is `write`.
+    /// Writes some of `bytes`; returns how many were written; EINTR is retried.
+    /// The corresponding C function is `write`.
     public func write(_ bytes: some Collection<UInt8>) -> Result<Int, Errno> {
+        write(bytes, call: Glibc.write)
+    }
+
+    func write(_ bytes: some Collection<UInt8>, call: WriteCall) -> Result<Int, Errno> {
         let array = Array(bytes)
         if array.isEmpty { return .success(0) }
         return array.withUnsafeBytes { raw in
-            valueOrErrno { Glibc.write(rawValue, raw.baseAddress, raw.count) }
+            valueOrErrno { call(rawValue, raw.baseAddress, raw.count) }
         }
     }
 
     /// Writes every byte, looping over short writes and waiting out EAGAIN with poll.
     public func writeAll(_ bytes: some Collection<UInt8>) throws(SystemCallError) {
+        try writeAll(bytes, call: Glibc.write)
+    }
+
+    func writeAll(_ bytes: some Collection<UInt8>, call: WriteCall) throws(SystemCallError) {
         var rest = Array(bytes)[...]
         while !rest.isEmpty {
-            switch write(rest) {
+            switch write(rest, call: call) {
             case .success(let n): rest = rest.dropFirst(n)
             case .failure(.wouldBlock):
                 var pfd = pollfd(fd: rawValue, events: Int16(POLLOUT), revents: 0)
@@ -62,7 +81,12 @@ public struct FileDescriptor: RawRepresentable, Hashable, Sendable {
     /// Closes the descriptor. Never retried on EINTR (Linux has already released it).
     /// The corresponding C function is `close`.
     public func close() {
-        _ = Glibc.close(rawValue)
+        close(call: Glibc.close)
+    }
+
+    @discardableResult
+    func close(call: CloseCall) -> Result<Void, Errno> {
+        nothingOrErrno(retryOnInterrupt: false) { call(rawValue) }
     }
 
     /// Runs `body` and closes the descriptor on every path.
@@ -113,4 +137,12 @@ public func readSmallFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
         out += chunk
     }
     return out
+}
+
+extension String {
+    /// Writes the string to a file, replacing it.
+    func write(toFile path: String) throws(SystemCallError) {
+        let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        try fd.closeAfter { () throws(SystemCallError) in try fd.writeAll(self) }
+    }
 }

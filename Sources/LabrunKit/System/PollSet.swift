@@ -9,6 +9,18 @@ public struct Readiness: Sendable {
     public let invalid: Bool
 }
 
+/// One descriptor a part of a poll loop wants watched, and for what.
+public struct PollInterest: Equatable, Sendable {
+    public var fd: FileDescriptor
+    public var read: Bool
+    public var write: Bool
+    public init(_ fd: FileDescriptor, read: Bool = true, write: Bool = false) {
+        self.fd = fd
+        self.read = read
+        self.write = write
+    }
+}
+
 /// A set of descriptors and the events wanted on each, rebuilt for every wait.
 public struct PollSet {
     private var fds: [pollfd] = []
@@ -20,6 +32,11 @@ public struct PollSet {
         if read { events |= Int16(POLLIN) }
         if write { events |= Int16(POLLOUT) }
         fds.append(pollfd(fd: fd.rawValue, events: events, revents: 0))
+    }
+
+    public mutating func add(_ interest: PollInterest) {
+        guard interest.read || interest.write else { return }
+        add(interest.fd, read: interest.read, write: interest.write)
     }
 
     /// Waits up to `timeout` milliseconds (-1 forever). EINTR returns no readiness: the

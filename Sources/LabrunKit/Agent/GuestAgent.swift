@@ -136,3 +136,13 @@ extension GuestAgent {
         }
     }
 }
+
+extension GuestAgent: LoopPart {
+    var interests: [PollInterest] { fd.map { [PollInterest($0, read: true, write: wantsWrite)] } ?? [] }
+
+    func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
+        guard let fd, let r = ready[fd] else { return }
+        if r.writable { flush() }
+        if r.readable || r.hangup { handleReadable() }
+    }
+}

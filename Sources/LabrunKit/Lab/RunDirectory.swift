@@ -1,12 +1,10 @@
-import Glibc
-
 /// Where a lab's supervisor keeps its sockets and pid file: LAB/.labrun (mode 0700), unless
 /// a socket path there would exceed the 107-byte sun_path limit; then a short per-user path
 /// keyed by a hash of the lab's path, so every labrun command finds the same place.
 public struct RunDirectory: Sendable {
     public let path: String
 
-    public init(lab: String, runtimeDirectory: String? = getenv("XDG_RUNTIME_DIR").map { String(cString: $0) }) {
+    public init(lab: String, runtimeDirectory: String? = environmentValue("XDG_RUNTIME_DIR")) {
         let local = lab + "/.labrun"
         if (local + "/control.sock").utf8.count <= UnixSocket.maxPathLength {
             path = local
@@ -17,10 +15,10 @@ public struct RunDirectory: Sendable {
         // different ones. Use whichever already holds this lab's supervisor, so every labrun
         // command finds the same place; a new one goes to the first that fits.
         let key = "/labrun-" + fnv1a(lab)
-        let candidates = [runtimeDirectory.flatMap { $0.hasPrefix("/") ? $0 + key : nil }, "/tmp/labrun-\(getuid())" + key]
+        let candidates = [runtimeDirectory.flatMap { $0.hasPrefix("/") ? $0 + key : nil }, "/tmp/labrun-\(currentUserID)" + key]
             .compactMap { $0 }.filter { ($0 + "/control.sock").utf8.count <= UnixSocket.maxPathLength }
         let inUse = candidates.first { fileExists($0 + "/control.sock") || fileExists($0 + "/pid") }
-        path = inUse ?? candidates.first ?? "/tmp/labrun-\(getuid())" + key
+        path = inUse ?? candidates.first ?? "/tmp/labrun-\(currentUserID)" + key
     }
 
     public var controlSocket: String { path + "/control.sock" }
@@ -35,15 +33,14 @@ public struct RunDirectory: Sendable {
     /// someone else or open to others.
     public func create() throws(LabrunError) {
         for dir in [parentDirectory(path), path] where !dir.hasSuffix("/tmp") && dir != "/" {
-            if mkdir(dir, 0o700) != 0 && !fileExists(dir) {
+            if !createDirectory(dir, mode: 0o700) && !fileExists(dir) {
                 throw LabrunError("cannot create run directory \(dir)")
             }
             if dir == path || dir.hasPrefix("/tmp/labrun-") {
-                var st = stat()
-                guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == getuid() else {
+                guard let st = FileStatus.ofLink(dir), st.isDirectory, st.ownerUID == currentUserID else {
                     throw LabrunError("run directory \(dir) is not a directory owned by you; remove it")
                 }
-                chmod(dir, 0o700)
+                do { try setPermissions(dir, 0o700) } catch { throw error.asLabrunError }
             }
         }
     }
@@ -51,22 +48,21 @@ public struct RunDirectory: Sendable {
     /// A one-line refusal when this run directory or its control socket exists but this user
     /// may not use it (another user's supervisor: mode 0700 directory, 0600 socket); nil otherwise.
     public var permissionProblem: String? {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return nil }
-        if access(path, X_OK) != 0 || (fileExists(controlSocket) && access(controlSocket, R_OK | W_OK) != 0) {
-            return "permission denied: this lab's run directory \(path) belongs to another user (uid \(st.st_uid)); their VM is theirs to stop"
+        guard let st = FileStatus.ofLink(path) else { return nil }
+        if !isSearchable(path) || (fileExists(controlSocket) && !isReadWritable(controlSocket)) {
+            return "permission denied: this lab's run directory \(path) belongs to another user (uid \(st.ownerUID)); their VM is theirs to stop"
         }
         return nil
     }
 
     /// Removes the sockets and pid file a dead supervisor left behind (keeps `resume`).
     public func cleanStale() {
-        for f in [controlSocket, qmpSocket, hmpSocket, agentSocket, pidFile] { unlink(f) }
+        for f in [controlSocket, qmpSocket, hmpSocket, agentSocket, pidFile] { removeFile(f) }
     }
 
-    public func readPid() -> pid_t? {
+    public func readPid() -> Int32? {
         guard let bytes = readSmallFile(pidFile, limit: 64) else { return nil }
-        return pid_t(String(decoding: bytes, as: UTF8.self).trimmed)
+        return Int32(String(decoding: bytes, as: UTF8.self).trimmed)
     }
 }
 

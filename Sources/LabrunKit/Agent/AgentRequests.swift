@@ -1,0 +1,71 @@
+/// The control requests the guest agent answers: `wait-ready` (answered once the agent is up)
+/// and `exec` (its output streams back as progress lines; the final response carries the
+/// command's exit status). Requests that come before the agent is up wait for it, at most
+/// `agentWait` seconds.
+final class AgentRequests: LoopPart {
+    let agent: GuestAgent
+    var reply: (ControlServer.ConnectionID, ControlResponse) -> Void = { _, _ in }
+    /// False once QEMU has ended: nothing waits any longer.
+    var qemuRunning: () -> Bool = { true }
+    let agentWait: Double
+
+    private var waiting: [(command: ControlCommand, id: ControlServer.ConnectionID, deadline: Double)] = []
+
+    init(agent: GuestAgent, agentWait: Double = 120) {
+        self.agent = agent
+        self.agentWait = agentWait
+    }
+
+    var interests: [PollInterest] { [] }
+    var deadline: Double? { waiting.map(\.deadline).min() }
+
+    func submit(_ command: ControlCommand, from id: ControlServer.ConnectionID) {
+        if agent.isReady { return dispatch(command, id) }
+        reply(id, .progress("waiting for the guest to boot (its agent is not up yet)"))
+        waiting.append((command, id, monotonicSeconds() + agentWait))
+    }
+
+    /// The agent said hello: what waited goes ahead.
+    func agentStarted() { handle([:], now: monotonicSeconds()) }
+
+    func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
+        guard !waiting.isEmpty else { return }
+        if agent.isReady {
+            let ready = waiting
+            waiting.removeAll()
+            for w in ready { dispatch(w.command, w.id) }
+            return
+        }
+        waiting.removeAll { w in
+            guard w.deadline <= now || !qemuRunning() else { return false }
+            reply(w.id, .failure(LabrunError("the guest agent did not start within \(Int(agentWait)) s: the guest may not have booted, or its image has no agent")))
+            return true
+        }
+    }
+
+    private func dispatch(_ command: ControlCommand, _ id: ControlServer.ConnectionID) {
+        guard case .exec(let line, let timeout) = command else {
+            var r = ControlResponse()
+            r.message = "the guest is up"
+            return reply(id, r)
+        }
+        guard !line.isEmpty else { return reply(id, .failure(LabrunError("exec: no command given"))) }
+        agent.exec(line, timeout: timeout) { [unowned self] event in
+            var r = ControlResponse.progress("")
+            r.message = nil
+            switch event {
+            case .stdout(let b): r.stdout = String(decoding: b, as: UTF8.self)
+            case .stderr(let b): r.stderr = String(decoding: b, as: UTF8.self)
+            case .exit(let code):
+                r = ControlResponse()
+                r.exitCode = code
+                if code == 137 && timeout > 0 { r.message = "the command was killed after \(timeout) s (--timeout)" }
+            case .failed(let why): r = .failure(LabrunError(why))
+            case .disconnected: r = .failure(LabrunError("the guest agent went away before the command finished"))
+            case .ok: return false
+            }
+            reply(id, r)
+            return r.final
+        }
+    }
+}

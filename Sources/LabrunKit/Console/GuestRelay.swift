@@ -1,0 +1,67 @@
+/// The relay to and from the guest's serial console: the pty primary whose secondary is
+/// QEMU's stdio. Keys are written at once (what the pty does not take waits for POLLOUT);
+/// output is read only while its consumer can take more, so a slow terminal stops the
+/// guest's output instead of losing it.
+final class GuestRelay: LoopPart {
+    let pty: FileDescriptor
+    /// Guest output, as read.
+    var onOutput: ([UInt8]) -> Void = { _ in }
+    /// Whether the consumer takes more output now (back-pressure).
+    var canTakeOutput: () -> Bool = { true }
+    /// QEMU closed its side (EIO): the console is gone.
+    private(set) var isOpen = true
+    private var toGuest: [UInt8] = []
+    /// Keys queued beyond this stop keyboard reads until the guest takes them.
+    static let keyQueueLimit = 1 << 20
+
+    init(pty: FileDescriptor) { self.pty = pty }
+
+    var wantsKeys: Bool { toGuest.count < Self.keyQueueLimit }
+
+    var interests: [PollInterest] {
+        guard isOpen else { return [] }
+        return [PollInterest(pty, read: canTakeOutput(), write: !toGuest.isEmpty)]
+    }
+
+    func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
+        guard let r = ready[pty] else { return }
+        if r.writable { writeKeys() }
+        if r.readable || r.hangup || r.invalid { readOutput() }
+    }
+
+    func send(_ keys: [UInt8]) {
+        toGuest += keys
+        writeKeys()
+    }
+
+    private func writeKeys() {
+        guard isOpen, !toGuest.isEmpty else { return }
+        switch pty.write(toGuest) {
+        case .success(let n): toGuest.removeFirst(n)
+        case .failure(.wouldBlock): break
+        case .failure: toGuest.removeAll()
+        }
+    }
+
+    private func readOutput() {
+        switch pty.read() {
+        case .success(let bytes) where !bytes.isEmpty: onOutput(bytes)
+        case .failure(.wouldBlock): break
+        default: isOpen = false   // EIO: QEMU closed its side; the exit comes via SIGCHLD.
+        }
+    }
+
+    /// Reads what is left once QEMU has ended.
+    func drain() {
+        while isOpen {
+            switch pty.read() {
+            case .success(let bytes) where !bytes.isEmpty: onOutput(bytes)
+            default: isOpen = false
+            }
+        }
+    }
+
+    func resize(to size: WindowSize) { size.apply(to: pty) }
+
+    func close() { pty.close() }
+}

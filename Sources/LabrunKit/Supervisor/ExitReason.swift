@@ -1,0 +1,29 @@
+/// Why the supervisor's loop ended.
+public enum ExitReason: Equatable, Sendable, CustomStringConvertible {
+    /// Ctrl-a x or `labrun stop`: the VM was shut down on request.
+    case quit
+    /// QEMU exited by itself with status 0 (the guest powered off).
+    case guestPoweroff
+    /// labrun received a terminating signal; the VM was shut down gracefully.
+    case signal(Signal)
+    /// QEMU ended with an error (or was killed).
+    case qemuFailed(String)
+
+    public var exitCode: Int32 {
+        switch self {
+        case .quit, .guestPoweroff: 0
+        case .signal(let s): 128 + s.rawValue
+        case .qemuFailed: 1
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .quit: "the VM was shut down"
+        case .guestPoweroff: "the guest powered off"
+        case .signal(let s): "stopped by \(s); the VM was shut down"
+        case .qemuFailed(let why): why
+        }
+    }
+}
+
