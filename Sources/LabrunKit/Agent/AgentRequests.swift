@@ -16,6 +16,12 @@ final class AgentRequests: LoopPart {
         self.agentWait = agentWait
     }
 
+    /// Answering on `control`.
+    convenience init(agent: GuestAgent, control: ControlServer) {
+        self.init(agent: agent)
+        reply = { [unowned control] in control.respond($0, $1) }
+    }
+
     var interests: [PollInterest] { [] }
     var deadline: Double? { waiting.map(\.deadline).min() }
 
@@ -25,8 +31,22 @@ final class AgentRequests: LoopPart {
         waiting.append((command, id, monotonicSeconds() + agentWait))
     }
 
-    /// The agent said hello: what waited goes ahead.
-    func agentStarted() { handle([:], now: monotonicSeconds()) }
+    /// The host folder exported as the 9p share, mounted at /mnt whenever the agent starts.
+    var share: String?
+    var notice: (String) -> Void = { _ in }
+    private var shareAnnounced = false
+
+    /// The agent said hello (at boot, or after a guest reboot): what waited goes ahead, and
+    /// the share is mounted if exported.
+    func agentStarted() {
+        handle([:], now: monotonicSeconds())
+        guard let share else { return }
+        agent.setShareMounted(true) { [unowned self] why in
+            if let why { return notice("could not mount the shared folder at /mnt: \(why)") }
+            if !shareAnnounced { notice("\(share) is mounted at /mnt in the guest") }
+            shareAnnounced = true
+        }
+    }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
         guard !waiting.isEmpty else { return }

@@ -122,6 +122,20 @@ extension QMPClient: LoopPart {
 }
 
 extension QMPClient {
+    /// Sends `quit` when QEMU is past the handshake; false when it cannot be asked now.
+    func quitIfReady() -> Bool {
+        guard isReady, !isClosed else { return false }
+        send(.quit)
+        return true
+    }
+
+    /// Alt-SysRq-KEY on the guest's keyboard; `failed` gets QEMU's reason if it refuses.
+    func sendSysRq(_ key: String, failed: @escaping (String) -> Void) {
+        send(.human("sendkey alt-sysrq-\(key)")) { r in
+            if case .success(let out) = r, let e = HMPResult.error(in: out.string ?? "") { failed(e) }
+        }
+    }
+
     /// Connects to a QMP socket for blocking use outside a poll loop (tests, benchmarks, the
     /// CLI): `execute` drives the client's own little loop until the reply.
     public static func connect(path: String) throws(SystemCallError) -> QMPClient {

@@ -27,3 +27,12 @@ public enum ExitReason: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+
+extension ExitReason {
+    /// QEMU ended by itself: a guest power-off, or a failure with QEMU's last words.
+    init(qemu binary: String, ended status: TerminationStatus, lastMessage: String?) {
+        if status.isSuccess { self = .guestPoweroff; return }
+        let how = if case .signaled = status { "was \(status)" } else { "ended with \(status)" }
+        self = .qemuFailed("\(binary) \(how)" + (lastMessage.map { ": \($0)" } ?? ""))
+    }
+}

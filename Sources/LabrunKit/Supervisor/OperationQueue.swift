@@ -17,6 +17,16 @@ final class OperationQueue {
     /// No new operation starts (the VM is shutting down).
     var closed = false
 
+    init() {}
+
+    /// Answering on `control`, noting on `screen`.
+    convenience init(control: ControlServer, screen: Screen) {
+        self.init()
+        reply = { [unowned control] in control.respond($0, $1) }
+        isConnected = { [unowned control] in control.isConnected($0) }
+        notice = { [unowned screen] in screen.notice($0) }
+    }
+
     private var waiting: [Operation] = []
     private var running: (op: Operation, job: LiveSnapshotJob, abandoned: Bool)?
     /// Why QEMU does not answer, while it does not.

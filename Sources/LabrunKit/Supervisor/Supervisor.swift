@@ -26,12 +26,11 @@ public final class Supervisor {
     private var qmp: QMPClient?
     private var monitor: MonitorView?
     private let agent = GuestAgent()
-    private let operations = OperationQueue()
+    private var operations: OperationQueue!
     private var mux = ConsoleMux()
 
     private var exitReason: ExitReason?
     private var runState = "starting"
-    private var shareAnnounced = false
     private var exitNoted = false
 
     public init(lab: Lab, command: QemuCommand, input: FileDescriptor = .standardInput, output: FileDescriptor = .standardOutput) {
@@ -95,35 +94,23 @@ public final class Supervisor {
         links.needsAgent = { [unowned self] in child.status == nil && agent.fd == nil }
         links.onQMP = { [unowned self] in connected($0) }
         links.onAgent = { [unowned self] in agent.attach($0) }
-        agent.onReady = { [unowned self] in agentStarted() }
-        agentRequests = AgentRequests(agent: agent)
-        agentRequests.reply = { [unowned self] in control.respond($0, $1) }
+        agentRequests = AgentRequests(agent: agent, control: control)
+        agentRequests.share = command.options.shared
+        agentRequests.notice = { [unowned self] in screen.notice($0) }
+        agent.onReady = { [unowned self] in agentRequests.agentStarted() }
         agentRequests.qemuRunning = { [unowned self] in child.status == nil }
 
         let context = LiveSnapshotContext(lab: lab, shape: command.shape, shareExported: command.options.shared != nil)
-        operations.reply = { [unowned self] in control.respond($0, $1) }
-        operations.isConnected = { [unowned self] in control.isConnected($0) }
-        operations.notice = { [unowned self] in screen.notice($0) }
+        operations = OperationQueue(control: control, screen: screen)
         operations.makeJob = { [unowned self] request, done in
-            guard let q = qmp, q.isReady else { return nil }
-            return LiveSnapshotJob(request, qmp: q, agent: agent, context: context, done: done)
+            qmp.flatMap { $0.isReady ? LiveSnapshotJob(request, qmp: $0, agent: agent, context: context, done: done) : nil }
         }
         watchdog = QemuWatchdog(pid: child.pid, image: lab.runtimePath)
         watchdog.busySince = { [unowned self] in qmp?.oldestPendingSince }
         watchdog.onProgress = { [unowned self] in operations.progress($0) }
-        watchdog.onHung = { [unowned self] why in
-            operations.qemuHung(why)
-            teardown.escalate()
-        }
-        watchdog.onRecovered = { [unowned self] in
-            screen.notice("QEMU answers again")
-            operations.qemuRecovered()
-        }
-        teardown = Teardown(child: child) { [unowned self] in
-            guard let q = qmp, q.isReady else { return false }
-            q.send(.quit)
-            return true
-        }
+        watchdog.onHung = { [unowned self] in operations.qemuHung($0); teardown.escalate() }
+        watchdog.onRecovered = { [unowned self] in screen.notice("QEMU answers again"); operations.qemuRecovered() }
+        teardown = Teardown(child: child) { [unowned self] in qmp?.quitIfReady() ?? false }
         control.onRequest = { [unowned self] in received($1, from: $0) }
         screen.notice("booting \(lab.root) (\(command.accelerator.rawValue), \(command.memoryMiB) MiB, QEMU pid \(child.pid)); Ctrl-a h for help, Ctrl-a x to quit")
     }
@@ -183,22 +170,19 @@ public final class Supervisor {
             case .status: screen.notice(statusLine(), now: true)
             case .createSnapshot(let name): operations.enqueue(.init(origin: .console, request: .create(name: name)))
             case .openMonitor:
-                do {
-                    let m = try MonitorView(path: run.hmpSocket)
-                    m.onOutput = { [unowned self] in screen.raw($0) }
-                    m.onClosed = { [unowned self] in monitor = nil; apply(mux.monitorClosed()) }
-                    monitor = m
-                    apply(mux.monitorOpened())
-                } catch {
-                    screen.notice("cannot reach the QEMU monitor: \(error)", now: true)
+                guard let m = try? MonitorView(path: run.hmpSocket) else {
+                    screen.notice("cannot reach the QEMU monitor at \(run.hmpSocket)", now: true)
+                    continue
                 }
+                m.onOutput = { [unowned self] in screen.raw($0) }
+                m.onClosed = { [unowned self] in monitor = nil; apply(mux.monitorClosed()) }
+                monitor = m
+                apply(mux.monitorOpened())
             case .closeMonitor:
                 monitor?.close()
                 monitor = nil
             case .sysrq(let key):
-                qmp?.send(.human("sendkey alt-sysrq-\(key)")) { [unowned self] r in
-                    if case .success(let out) = r, let e = HMPResult.error(in: out.string ?? "") { screen.notice("SysRq \(key) failed: \(e)") }
-                }
+                qmp?.sendSysRq(key) { [unowned self] in screen.notice("SysRq \(key) failed: \($0)") }
                 screen.notice("sent SysRq \(key) (Alt-SysRq-\(key) on the guest's keyboard)", now: true)
             }
         }
@@ -218,17 +202,6 @@ public final class Supervisor {
         qmp = client
     }
 
-    /// The guest agent said hello (at boot, or after a guest reboot): mount the share if exported.
-    private func agentStarted() {
-        agentRequests.agentStarted()
-        guard let shared = command.options.shared else { return }
-        agent.setShareMounted(true) { [unowned self] why in
-            if let why { return screen.notice("could not mount the shared folder at /mnt: \(why)") }
-            if !shareAnnounced { screen.notice("\(shared) is mounted at /mnt in the guest") }
-            shareAnnounced = true
-        }
-    }
-
     /// Graceful shutdown (QMP quit, SIGTERM, SIGKILL); straight to the signals when QEMU hangs.
     private func quit(_ reason: ExitReason) {
         if exitReason == nil { exitReason = reason }
@@ -243,13 +216,7 @@ public final class Supervisor {
         qemuMessages.read()
         if mux.isHolding { apply(mux.backToConsole(notice: nil)) }
         operations.failAll(LabrunError("QEMU ended (\(status)) before the operation completed"))
-        guard exitReason == nil else { return }
-        if status.isSuccess {
-            exitReason = .guestPoweroff
-        } else {
-            let how = if case .signaled = status { "was \(status)" } else { "ended with \(status)" }
-            exitReason = .qemuFailed("\(command.qemuBinary) \(how)" + (qemuMessages.last.map { ": \($0)" } ?? ""))
-        }
+        if exitReason == nil { exitReason = ExitReason(qemu: command.qemuBinary, ended: status, lastMessage: qemuMessages.last) }
     }
 
     // MARK: requests from the control socket
