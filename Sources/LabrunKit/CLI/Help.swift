@@ -53,10 +53,10 @@ public enum Help {
     """
 
     public static let snapshot = """
-    usage: labrun snapshot create NAME [--force] [--disk-only]
-           labrun snapshot restore NAME
+    usage: labrun snapshot create NAME [--force] [--disk-only] [--json]
+           labrun snapshot restore NAME [--json]
            labrun snapshot list [--json]
-           labrun snapshot delete NAME
+           labrun snapshot delete NAME [--json]
 
     Names: letters, digits and . _ - + : @ , = ; not all digits (QEMU confuses those with
     snapshot IDs), no spaces or quotes, at most 255 bytes. create refuses an existing name
@@ -64,6 +64,9 @@ public enum Help {
     the disk. Restoring a snapshot with VM state while stopped resumes it at the next boot.
     With the shared folder mounted, labrun unmounts it in the guest around the snapshot (the
     guest agent does it) and mounts it again after; --disk-only saves the disk alone, live.
+    --json prints the result as one JSON object (op, name, live, seconds, snapshot, message).
+    If QEMU stops answering (stopped, stuck, or no progress for 30 s) the command says so in
+    one line and exits 1; a long snapshot shows its progress every 2 s.
     """
 
     public static let reset = """
