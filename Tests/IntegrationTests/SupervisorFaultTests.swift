@@ -120,8 +120,15 @@ struct SupervisorFaultTests {
         #expect(try lab.runningStatus().status?.runState == "running")
         try lab.ok(["snapshot", "create", "after"])
 
-        // Stopped again: `labrun stop` ends it within 10 s.
+        // Stopped again, with nothing of QMP's pending: `exec` waits on the guest agent, not on
+        // QMP, and is told too (QEMU is probed while it waits).
         kill(qemu, SIGSTOP)
+        let execStart = monotonicSeconds()
+        let exec = try Background(["--lab", lab.root, "exec", "--", "echo", "hi"]).finish(within: 20)
+        #expect(exec.status != nil && exec.status != .exited(0) && monotonicSeconds() - execStart < 10, "exec on a stopped QEMU: \(String(describing: exec.status)) after \(monotonicSeconds() - execStart) s")
+        #expect(exec.stderr.split(separator: "\n").count == 1 && exec.stderr.contains("pid \(qemu)"), "\(exec.stderr)")
+
+        // `labrun stop` ends it within 10 s.
         let stopStart = monotonicSeconds()
         let stop = try lab.cli(["stop"])
         let stopTook = monotonicSeconds() - stopStart

@@ -10,6 +10,25 @@ final class AgentRequests: LoopPart {
     let agentWait: Double
 
     private var waiting: [(command: ControlCommand, id: ControlServer.ConnectionID, deadline: Double)] = []
+    /// Commands running in the guest, by client; removed when their final answer goes out.
+    private var running: Set<ControlServer.ConnectionID> = []
+
+    /// Something waits on the guest (QEMU must be watched meanwhile).
+    var isBusy: Bool { !waiting.isEmpty || !running.isEmpty }
+
+    /// Set while QEMU does not answer: new requests get this line at once.
+    private var hung: String?
+
+    func qemuRecovered() { hung = nil }
+
+    /// QEMU stopped answering: every client waiting here gets `line` now, not never.
+    func qemuHung(_ line: String) {
+        hung = line
+        let ids = waiting.map(\.id) + running
+        waiting.removeAll()
+        running.removeAll()
+        for id in ids { reply(id, .failure(LabrunError(line))) }
+    }
 
     init(agent: GuestAgent, agentWait: Double = 120) {
         self.agent = agent
@@ -26,6 +45,7 @@ final class AgentRequests: LoopPart {
     var deadline: Double? { waiting.map(\.deadline).min() }
 
     func submit(_ command: ControlCommand, from id: ControlServer.ConnectionID) {
+        if let hung { return reply(id, .failure(LabrunError(hung))) }
         if agent.isReady { return dispatch(command, id) }
         reply(id, .progress("waiting for the guest to boot (its agent is not up yet)"))
         waiting.append((command, id, monotonicSeconds() + agentWait))
@@ -70,6 +90,7 @@ final class AgentRequests: LoopPart {
             return reply(id, r)
         }
         guard !line.isEmpty else { return reply(id, .failure(LabrunError("exec: no command given"))) }
+        running.insert(id)
         agent.exec(line, timeout: timeout) { [unowned self] event in
             var r = ControlResponse.progress("")
             r.message = nil
@@ -84,6 +105,9 @@ final class AgentRequests: LoopPart {
             case .disconnected: r = .failure(LabrunError("the guest agent went away before the command finished"))
             case .ok: return false
             }
+            // A client already told that QEMU hung gets nothing more.
+            guard running.contains(id) else { return r.final }
+            if r.final { running.remove(id) }
             reply(id, r)
             return r.final
         }

@@ -141,8 +141,10 @@ final class OperationQueue {
         for op in all { deliver(op, .failure(.failed(op.request, detail: error.message))) }
     }
 
-    static func hungLine(_ request: SnapshotRequest, _ why: String) -> String {
+    /// The one line a client gets when QEMU hangs under its request (nil: not a snapshot request).
+    static func hungLine(_ request: SnapshotRequest?, _ why: String) -> String {
         let what: String = switch request {
+        case nil: "no answer from the guest"
         case .list: "snapshots not listed"
         case .create(let n, _, _): "snapshot '\(n)' not created"
         case .restore(let n): "snapshot '\(n)' not restored"

@@ -13,6 +13,12 @@ final class QemuWatchdog: LoopPart {
     var onProgress: (String) -> Void = { _ in }
     var onHung: (String) -> Void = { _ in }
     var onRecovered: () -> Void = {}
+    /// Whether a client waits on QEMU or the guest without a QMP command of its own pending
+    /// (an `exec`): then QEMU is asked `probe` every `progressInterval`, so a stopped QEMU is
+    /// noticed there too.
+    var wantsProbe: () -> Bool = { false }
+    var probe: () -> Void = {}
+    private var nextProbe: Double = 0
 
     /// How long QMP may be silent before progress is shown (and how often after that).
     let progressInterval: Double
@@ -38,9 +44,16 @@ final class QemuWatchdog: LoopPart {
     }
 
     var interests: [PollInterest] { [] }
-    var deadline: Double? { busySince().map { max($0 + progressInterval, nextCheck ?? 0) } }
+    var deadline: Double? {
+        if let since = busySince() { return max(since + progressInterval, nextCheck ?? 0) }
+        return wantsProbe() ? nextProbe : nil
+    }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
+        if busySince() == nil, wantsProbe(), now >= nextProbe {
+            nextProbe = now + progressInterval
+            probe()
+        }
         guard let since = busySince() else {
             if hung != nil {
                 hung = nil

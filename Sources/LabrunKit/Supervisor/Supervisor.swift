@@ -49,8 +49,6 @@ public final class Supervisor {
         return exitReason ?? .quit
     }
 
-    // MARK: building the parts
-
     private func start() throws(LabrunError) {
         ignoreBrokenPipeSignal()
         try run.create()
@@ -108,8 +106,10 @@ public final class Supervisor {
         watchdog = QemuWatchdog(pid: child.pid, image: lab.runtimePath)
         watchdog.busySince = { [unowned self] in qmp?.oldestPendingSince }
         watchdog.onProgress = { [unowned self] in operations.progress($0) }
-        watchdog.onHung = { [unowned self] in operations.qemuHung($0); teardown.escalate() }
-        watchdog.onRecovered = { [unowned self] in screen.notice("QEMU answers again"); operations.qemuRecovered() }
+        watchdog.wantsProbe = { [unowned self] in agentRequests.isBusy }
+        watchdog.probe = { [unowned self] in qmp?.send(.queryStatus) }
+        watchdog.onHung = { [unowned self] in operations.qemuHung($0); agentRequests.qemuHung(OperationQueue.hungLine(nil, $0)); teardown.escalate() }
+        watchdog.onRecovered = { [unowned self] in screen.notice("QEMU answers again"); operations.qemuRecovered(); agentRequests.qemuRecovered() }
         teardown = Teardown(child: child) { [unowned self] in qmp?.quitIfReady() ?? false }
         control.onRequest = { [unowned self] in received($1, from: $0) }
         screen.notice("booting \(lab.root) (\(command.accelerator.rawValue), \(command.memoryMiB) MiB, QEMU pid \(child.pid)); Ctrl-a h for help, Ctrl-a x to quit")
@@ -188,8 +188,6 @@ public final class Supervisor {
         }
     }
 
-    // MARK: QEMU's links and lifecycle
-
     private func connected(_ client: QMPClient) {
         client.onEvent = { [unowned self] name, _ in
             if name == "STOP" { runState = "paused" } else if name == "RESUME" { runState = "running" }
@@ -218,8 +216,6 @@ public final class Supervisor {
         operations.failAll(LabrunError("QEMU ended (\(status)) before the operation completed"))
         if exitReason == nil { exitReason = ExitReason(qemu: command.qemuBinary, ended: status, lastMessage: qemuMessages.last) }
     }
-
-    // MARK: requests from the control socket
 
     private func received(_ request: ControlRequest, from id: ControlServer.ConnectionID) {
         switch request.command {
