@@ -8,14 +8,19 @@ import Testing
 /// unmount and remount around savevm. Each script lists what QEMU must be asked, in order,
 /// and what it answers.
 @Suite struct LiveSnapshotJobTests {
-    /// What the peer expects next and answers: `expect` is the command (`execute`, or the HMP
-    /// line for human-monitor-command, or "agent VERB"), `reply` the JSON of "return" (or an
-    /// agent reply word).
+    /// What the peer expects next and answers: `expect` is the command (`execute`, "execute
+    /// TAG" for a snapshot job, or "agent VERB"), `reply` the JSON of "return" (or an agent
+    /// reply word); a job's `jobError` is what query-jobs reports for it.
     struct Exchange {
         let expect: String
         let reply: String
+        var jobError: String?
         init(_ expect: String, _ reply: String = "{}") { self.expect = expect; self.reply = reply }
-        static func hmp(_ line: String, _ out: String = "") -> Exchange { Exchange(line, "\"\(out)\"") }
+        static func job(_ what: String, error: String? = nil) -> Exchange {
+            var e = Exchange(what)
+            e.jobError = error
+            return e
+        }
     }
 
     static let shape = VMShape(arch: "x86_64", machine: "pc", cpu: "default", memoryMiB: 256, cpus: 1, share: false)
@@ -56,6 +61,7 @@ import Testing
         var started = false
         var rest = script[...]
         var asked: [String] = []
+        var concluded: [(id: String, error: String?)] = []
         var qemuLines = LineBuffer(limit: 1 << 20), guestLines = LineBuffer(limit: 1 << 20)
         let deadline = monotonicSeconds() + 5
         while result == nil && monotonicSeconds() < deadline {
@@ -72,12 +78,24 @@ import Testing
                     let msg = try JSONDecoder().decode(JSONValue.self, from: Data(line))
                     let id = msg["id"]?.int ?? 0
                     let execute = msg["execute"]?.string ?? ""
-                    if execute == "qmp_capabilities" { try qemu.writeAll("{\"return\":{},\"id\":\(id)}\r\n"); continue }
-                    let what = execute == "human-monitor-command" ? (msg["arguments"]?["command-line"]?.string ?? "") : execute
+                    if execute == "qmp_capabilities" || execute == "job-dismiss" { try qemu.writeAll("{\"return\":{},\"id\":\(id)}\r\n"); continue }
+                    if execute == "query-jobs" {
+                        let jobs = concluded.map { j in "{\"id\":\"\(j.id)\",\"status\":\"concluded\"" + (j.error.map { ",\"error\":\"\($0)\"" } ?? "") + "}" }
+                        try qemu.writeAll("{\"return\":[\(jobs.joined(separator: ","))],\"id\":\(id)}\r\n")
+                        continue
+                    }
+                    let jobID = msg["arguments"]?["job-id"]?.string
+                    let what = jobID == nil ? execute : "\(execute) \(msg["arguments"]?["tag"]?.string ?? "")"
                     asked.append(what)
                     if asked.count == cancelAfter { job.cancel() }
                     guard let next = rest.popFirst() else { Issue.record("unexpected \(what)", sourceLocation: sourceLocation); continue }
                     #expect(what == next.expect, "asked \(what), script expected \(next.expect)", sourceLocation: sourceLocation)
+                    if let jobID {
+                        #expect(msg["arguments"]?["devices"] == .array([.string("runtime")]), sourceLocation: sourceLocation)
+                        concluded.append((jobID, next.jobError))
+                        // "concluded" before the command's own reply, as QEMU sometimes sends it.
+                        try qemu.writeAll("{\"event\":\"JOB_STATUS_CHANGE\",\"data\":{\"id\":\"\(jobID)\",\"status\":\"concluded\"}}\r\n")
+                    }
                     try qemu.writeAll("{\"return\":\(next.reply),\"id\":\(id)}\r\n")
                 }
             }
@@ -100,7 +118,7 @@ import Testing
     @Test func restoreOfAnUnrecordedSnapshotSavesAnUndoAndDeletesIt() throws {
         let r = try run(.restore(name: "a"), [
             Exchange("query-named-block-nodes", Self.nodes([("a", 1000)])),
-            .hmp("savevm labrun-before-restore"), .hmp("loadvm a"), .hmp("delvm labrun-before-restore"),
+            .job("snapshot-save labrun-before-restore"), .job("snapshot-load a"), .job("snapshot-delete labrun-before-restore"),
         ])
         guard case .success(.restored(let s, _, true, true, nil))? = r.result else { Issue.record("\(String(describing: r.result))"); return }
         #expect(s.name == "a")
@@ -109,9 +127,9 @@ import Testing
     @Test func aFailedLoadGoesBackToTheUndoAndResumesThePausedVM() throws {
         let r = try run(.restore(name: "a"), [
             Exchange("query-named-block-nodes", Self.nodes([("a", 1000)])),
-            .hmp("savevm labrun-before-restore"),
-            .hmp("loadvm a", "Error: Missing section footer for pc.ram"),
-            .hmp("loadvm labrun-before-restore"), .hmp("delvm labrun-before-restore"),
+            .job("snapshot-save labrun-before-restore"),
+            .job("snapshot-load a", error: "Missing section footer for pc.ram"),
+            .job("snapshot-load labrun-before-restore"), .job("snapshot-delete labrun-before-restore"),
             Exchange("query-status", "{\"running\":false,\"status\":\"restore-vm\"}"),
             Exchange("cont"),
         ])
@@ -122,7 +140,7 @@ import Testing
     @Test func aFailedLoadOfARecordedSnapshotSaysTheVMWasResetAndResumesIt() throws {
         let r = try run(.restore(name: "a"), [
             Exchange("query-named-block-nodes", Self.nodes([("a", 1000)])),
-            .hmp("loadvm a", "Error: oops"),
+            .job("snapshot-load a", error: "oops"),
             Exchange("query-status", "{\"running\":false}"), Exchange("cont"),
         ], recorded: Self.shape)
         guard case .failure(.restoreFailed(_, "oops", let outcome))? = r.result else { Issue.record("\(String(describing: r.result))"); return }
@@ -143,12 +161,12 @@ import Testing
         let r = try run(.create(name: "x"), [
             Exchange("query-named-block-nodes", Self.nodes([])),
             Exchange("query-migrate", "{\"blocked-reasons\":[\"Migration is disabled when VirtFS export path '/s' is mounted in the guest using mount_tag 'hostshare'\"]}"),
-            Exchange("agent umount", "ok"), .hmp("savevm x"), Exchange("agent mount", "ok"),
+            Exchange("agent umount", "ok"), .job("snapshot-save x"), Exchange("agent mount", "ok"),
             Exchange("query-named-block-nodes", Self.nodes([("x", 5000)])),
         ], shareExported: true)
         guard case .success(.created("x", let s?, _, false, .unmountedAround))? = r.result else { Issue.record("\(String(describing: r.result))"); return }
         #expect(s.vmStateSize == 5000)
-        #expect(r.steps == ["list", "query-migrate", "agent umount", "savevm x", "agent mount", "list"])
+        #expect(r.steps == ["list", "query-migrate", "agent umount", "snapshot-save x", "agent mount", "list"])
     }
 
     @Test func aShareThatStaysBusyRefusesTheSnapshotAndChangesNothing() throws {
@@ -166,7 +184,7 @@ import Testing
         #expect(r.result == .failure(.exists(name: "a", id: "1")))
         let forced = try run(.create(name: "a", force: true), [
             Exchange("query-named-block-nodes", Self.nodes([("a", 1000)])),
-            Exchange("query-migrate", "{}"), .hmp("savevm a"),
+            Exchange("query-migrate", "{}"), .job("snapshot-delete a"), .job("snapshot-save a"),
             Exchange("query-named-block-nodes", Self.nodes([("a", 2000)])),
         ])
         guard case .success(.created("a", _, _, _, nil))? = forced.result else { Issue.record("\(String(describing: forced.result))"); return }

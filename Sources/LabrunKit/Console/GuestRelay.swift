@@ -23,6 +23,10 @@ final class GuestRelay: LoopPart {
         return [PollInterest(pty, read: canTakeOutput(), write: !toGuest.isEmpty)]
     }
 
+    func addInterests(to set: inout PollSet) {
+        if isOpen { set.add(pty, read: canTakeOutput(), write: !toGuest.isEmpty) }
+    }
+
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
         guard let r = ready[pty] else { return }
         if r.writable { writeKeys() }

@@ -12,6 +12,10 @@ final class Keyboard: LoopPart {
 
     var interests: [PollInterest] { isOpen && accepting() ? [PollInterest(fd)] : [] }
 
+    func addInterests(to set: inout PollSet) {
+        if isOpen && accepting() { set.add(fd) }
+    }
+
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
         // POLLNVAL too: a closed stdin must end keyboard input, not spin the loop.
         guard isOpen, let r = ready[fd], r.readable || r.hangup || r.invalid else { return }

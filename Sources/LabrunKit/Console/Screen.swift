@@ -110,6 +110,7 @@ public final class Screen {
 extension Screen: LoopPart {
     var interests: [PollInterest] { wantsWrite ? [PollInterest(fd, read: false, write: true)] : [] }
     var deadline: Double? { noticeDeadline }
+    func addInterests(to set: inout PollSet) { if wantsWrite { set.add(fd, read: false, write: true) } }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
         if let r = ready[fd], r.writable { flush() }

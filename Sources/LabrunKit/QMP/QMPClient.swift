@@ -19,6 +19,9 @@ public final class QMPClient {
     /// When each pending command was sent.
     private var sentAt: [Int: Double] = [:]
     private var nextId = 1
+    /// Background jobs (snapshot-save, …) waiting for their JOB_STATUS_CHANGE "concluded".
+    private var jobWaiters: [String: () -> Void] = [:]
+    private var nextJob = 1
 
     /// Takes a connected, non-blocking socket.
     public init(fd: FileDescriptor) {
@@ -92,6 +95,9 @@ public final class QMPClient {
             sentAt.removeValue(forKey: id)
             pending.removeValue(forKey: id)?(result)
         case .event(let name, let data):
+            if name == "JOB_STATUS_CHANGE", data?["status"]?.string == "concluded", let id = data?["id"]?.string {
+                jobWaiters.removeValue(forKey: id)?()
+            }
             onEvent?(name, data)
         case .unrecognized:
             break
@@ -106,6 +112,7 @@ public final class QMPClient {
         let waiting = pending.values.map { $0 } + queued.map { $0.1 }
         pending.removeAll()
         sentAt.removeAll()
+        jobWaiters.removeAll()
         queued.removeAll()
         waiting.forEach { $0(.failure(.disconnected)) }
     }
@@ -122,6 +129,34 @@ extension QMPClient: LoopPart {
 }
 
 extension QMPClient {
+    /// Runs a QMP job (snapshot-save, snapshot-load, snapshot-delete): sends it with a fresh
+    /// job id, waits for it to conclude, reads its error from query-jobs and dismisses it.
+    /// `done` gets nil on success, else QEMU's reason. The waiter is registered before the
+    /// command goes out: "concluded" can come before the command's own reply.
+    func runJob(_ execute: String, _ arguments: [String: JSONValue], _ done: @escaping (String?) -> Void) {
+        let id = "labrun-\(nextJob)"
+        nextJob += 1
+        jobWaiters[id] = { [weak self] in
+            guard let self else { return done(QMPError.disconnected.desc) }
+            send(.queryJobs) { [weak self] r in
+                switch r {
+                case .failure(let e): done(e.desc)
+                case .success(let jobs):
+                    self?.send(QMPCommand("job-dismiss", ["id": .string(id)]))
+                    done(jobs.array?.first { $0["id"]?.string == id }?["error"]?.string)
+                }
+            }
+        }
+        var args = arguments
+        args["job-id"] = .string(id)
+        send(QMPCommand(execute, args)) { [weak self] r in
+            if case .failure(let e) = r {
+                self?.jobWaiters.removeValue(forKey: id)
+                done(e.desc)
+            }
+        }
+    }
+
     /// Sends `quit` when QEMU is past the handshake; false when it cannot be asked now.
     func quitIfReady() -> Bool {
         guard isReady, !isClosed else { return false }
@@ -129,10 +164,11 @@ extension QMPClient {
         return true
     }
 
-    /// Alt-SysRq-KEY on the guest's keyboard; `failed` gets QEMU's reason if it refuses.
+    /// Alt-SysRq-KEY on the guest's keyboard (QMP send-key); `failed` gets QEMU's reason if it refuses.
     func sendSysRq(_ key: String, failed: @escaping (String) -> Void) {
-        send(.human("sendkey alt-sysrq-\(key)")) { r in
-            if case .success(let out) = r, let e = HMPResult.error(in: out.string ?? "") { failed(e) }
+        let keys: [JSONValue] = ["alt", "sysrq", key].map { .object(["type": .string("qcode"), "data": .string($0)]) }
+        send(QMPCommand("send-key", ["keys": .array(keys)])) { r in
+            if case .failure(let e) = r { failed(e.desc) }
         }
     }
 

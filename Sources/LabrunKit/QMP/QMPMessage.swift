@@ -58,6 +58,7 @@ public struct QMPCommand: Encodable, Sendable {
     public static let cont = QMPCommand("cont")
     public static let queryNamedBlockNodes = QMPCommand("query-named-block-nodes", ["flat": .bool(true)])
     public static let queryMigrate = QMPCommand("query-migrate")
+    public static let queryJobs = QMPCommand("query-jobs")
 
     /// An HMP command through QMP (savevm, loadvm, delvm, sendkey): success is an empty
     /// string; HMP reports errors as text, which `HMPResult` recognises.

@@ -9,10 +9,13 @@ protocol LoopPart: AnyObject {
     var deadline: Double? { get }
     /// Called once per loop turn with the readiness of this part's descriptors (possibly none).
     func handle(_ ready: [FileDescriptor: Readiness], now: Double)
+    /// Adds `interests` to the loop's set (parts on the console's hot path do it without an array).
+    func addInterests(to set: inout PollSet)
 }
 
 extension LoopPart {
     var deadline: Double? { nil }
+    func addInterests(to set: inout PollSet) { for i in interests { set.add(i) } }
 }
 
 /// The signal self-pipe as a loop part: each signal that arrived goes to `onSignal`.
@@ -23,6 +26,7 @@ final class SignalEvents: LoopPart {
     init(_ signals: [Signal]) throws(SystemCallError) { pipe = try SignalPipe(signals) }
 
     var interests: [PollInterest] { [PollInterest(pipe.readEnd)] }
+    func addInterests(to set: inout PollSet) { set.add(pipe.readEnd) }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
         guard ready[pipe.readEnd] != nil else { return }

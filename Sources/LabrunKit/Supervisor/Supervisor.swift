@@ -23,11 +23,12 @@ public final class Supervisor {
     private var teardown: Teardown!
     private var watchdog: QemuWatchdog!
     private var agentRequests: AgentRequests!
-    private var qmp: QMPClient?
-    private var monitor: MonitorView?
+    private var qmp: QMPClient? { didSet { parts = nil } }
+    /// The parts the loop polls, rebuilt when a link comes or goes.
+    private var parts: [any LoopPart]?
     private let agent = GuestAgent()
     private var operations: OperationQueue!
-    private var mux = ConsoleMux()
+    private var console: ConsoleDesk!
 
     private var exitReason: ExitReason?
     private var runState = "starting"
@@ -68,13 +69,18 @@ public final class Supervisor {
         if let w = terminal.warning { screen.notice("warning: " + w) }
 
         relay = GuestRelay(pty: launch.console)
-        relay.onOutput = { [unowned self] in apply(mux.guest($0)) }
-        relay.canTakeOutput = { [unowned self] in !screen.isFull && mux.held.count < screen.highWater }
+        console = ConsoleDesk(screen: screen, relay: relay, monitorPath: run.hmpSocket)
+        console.onQuit = { [unowned self] in quit(.quit) }
+        console.statusLine = { [unowned self] in statusLine() }
+        console.onSnapshot = { [unowned self] in operations.enqueue(.init(origin: .console, request: .create(name: $0))) }
+        console.onSysRq = { [unowned self] key in qmp?.sendSysRq(key) { [unowned self] in screen.notice("SysRq \(key) failed: \($0)") } }
+        console.qemuReady = { [unowned self] in qmp?.isReady == true }
+        console.onMonitorChanged = { [unowned self] in parts = nil }
+        relay.onOutput = { [unowned self] in console.guest($0) }
+        relay.canTakeOutput = { [unowned self] in console.canTakeOutput }
         keyboard = Keyboard(fd: input)
         keyboard.accepting = { [unowned self] in relay.wantsKeys }
-        keyboard.onKeys = { [unowned self] in
-            apply(mux.keys($0, qemuReady: qmp?.isReady == true, defaultName: SnapshotName.defaultName(date: Date())))
-        }
+        keyboard.onKeys = { [unowned self] in console.keys($0) }
         // The user's terminal is gone (hang-up): shut the VM down rather than run headless.
         keyboard.onClosed = { [unowned self] in if terminal.isInteractive { quit(.signal(.hangup)) } }
         qemuMessages = QemuMessages(fd: launch.stderr)
@@ -116,7 +122,7 @@ public final class Supervisor {
     }
 
     private func cleanUp() {
-        monitor?.close()
+        console.close()
         qmp?.close()
         agent.close()
         control.close()
@@ -135,14 +141,15 @@ public final class Supervisor {
     // MARK: the loop
 
     private func loop() {
+        var set = PollSet()
         while !(child.status != nil && !relay.isOpen) {
-            var parts: [any LoopPart] = [signals, relay, keyboard, screen, qemuMessages]
-            if let qmp { parts.append(qmp) }
-            if let monitor { parts.append(monitor) }
-            parts += [agent, control, links, teardown, watchdog, agentRequests] as [any LoopPart]
-            var set = PollSet()
-            for part in parts { for interest in part.interests { set.add(interest) } }
-            var next = parts.compactMap(\.deadline).min()
+            let parts = self.parts ?? currentParts()
+            set.removeAll()
+            var next: Double?
+            for part in parts {
+                part.addInterests(to: &set)
+                if let d = part.deadline { next = min(next ?? d, d) }
+            }
             if child.status != nil { next = min(next ?? .infinity, monotonicSeconds() + 0.05) }
             let timeout = next.map { Int32(max(0, $0 - monotonicSeconds()) * 1000) + 1 } ?? -1
             let ready: [FileDescriptor: Readiness]
@@ -156,36 +163,13 @@ public final class Supervisor {
         }
     }
 
-    /// What the console mux asked for, delivered.
-    private func apply(_ intents: [ConsoleIntent]) {
-        for intent in intents {
-            switch intent {
-            case .toGuest(let keys): relay.send(keys)
-            case .toMonitor(let keys): monitor?.send(keys)
-            case .show(let bytes): screen.guest(bytes)
-            case .echo(let bytes): screen.raw(bytes)
-            case .notice(let text): screen.notice(text, now: true)
-            case .prompt(let text): screen.prompt(text)
-            case .quit: quit(.quit)
-            case .status: screen.notice(statusLine(), now: true)
-            case .createSnapshot(let name): operations.enqueue(.init(origin: .console, request: .create(name: name)))
-            case .openMonitor:
-                guard let m = try? MonitorView(path: run.hmpSocket) else {
-                    screen.notice("cannot reach the QEMU monitor at \(run.hmpSocket)", now: true)
-                    continue
-                }
-                m.onOutput = { [unowned self] in screen.raw($0) }
-                m.onClosed = { [unowned self] in monitor = nil; apply(mux.monitorClosed()) }
-                monitor = m
-                apply(mux.monitorOpened())
-            case .closeMonitor:
-                monitor?.close()
-                monitor = nil
-            case .sysrq(let key):
-                qmp?.sendSysRq(key) { [unowned self] in screen.notice("SysRq \(key) failed: \($0)") }
-                screen.notice("sent SysRq \(key) (Alt-SysRq-\(key) on the guest's keyboard)", now: true)
-            }
-        }
+    private func currentParts() -> [any LoopPart] {
+        var all: [any LoopPart] = [signals, relay, keyboard, screen, qemuMessages]
+        if let qmp { all.append(qmp) }
+        if let monitor = console.monitor { all.append(monitor) }
+        all += [agent, control, links, teardown, watchdog, agentRequests] as [any LoopPart]
+        parts = all
+        return all
     }
 
     private func connected(_ client: QMPClient) {
@@ -212,7 +196,7 @@ public final class Supervisor {
         exitNoted = true
         relay.drain()
         qemuMessages.read()
-        if mux.isHolding { apply(mux.backToConsole(notice: nil)) }
+        console.releaseHeld()
         operations.failAll(LabrunError("QEMU ended (\(status)) before the operation completed"))
         if exitReason == nil { exitReason = ExitReason(qemu: command.qemuBinary, ended: status, lastMessage: qemuMessages.last) }
     }

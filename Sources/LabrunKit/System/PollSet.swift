@@ -27,6 +27,9 @@ public struct PollSet {
 
     public init() {}
 
+    /// Empties the set, keeping its storage for the next turn.
+    public mutating func removeAll() { fds.removeAll(keepingCapacity: true) }
+
     public mutating func add(_ fd: FileDescriptor, read: Bool = true, write: Bool = false) {
         var events: Int16 = 0
         if read { events |= Int16(POLLIN) }

@@ -1,0 +1,77 @@
+import FoundationEssentials
+
+/// The console's delivery side: what the pure `ConsoleMux` decides is carried out here,
+/// on the screen, the guest relay and the QEMU monitor view (Ctrl-a c). What reaches past
+/// the console (quit, status, a snapshot, SysRq) goes to the closures the supervisor sets.
+final class ConsoleDesk {
+    private(set) var mux = ConsoleMux()
+    let screen: Screen
+    let relay: GuestRelay
+    let monitorPath: String
+    private(set) var monitor: MonitorView? { didSet { onMonitorChanged() } }
+
+    var onQuit: () -> Void = {}
+    var statusLine: () -> String = { "" }
+    var onSnapshot: (String) -> Void = { _ in }
+    var onSysRq: (String) -> Void = { _ in }
+    /// SysRq can be sent (QEMU is past its QMP handshake).
+    var qemuReady: () -> Bool = { false }
+    /// The monitor view came or went (the loop's parts change).
+    var onMonitorChanged: () -> Void = {}
+
+    init(screen: Screen, relay: GuestRelay, monitorPath: String) {
+        self.screen = screen
+        self.relay = relay
+        self.monitorPath = monitorPath
+    }
+
+    /// The screen and the held output can take more guest output.
+    var canTakeOutput: Bool { !screen.isFull && mux.held.count < screen.highWater }
+
+    func guest(_ bytes: [UInt8]) { apply(mux.guest(bytes)) }
+
+    func keys(_ bytes: [UInt8]) {
+        apply(mux.keys(bytes, qemuReady: qemuReady(), defaultName: SnapshotName.defaultName(date: Date())))
+    }
+
+    /// At exit: held output is shown, not lost.
+    func releaseHeld() { if mux.isHolding { apply(mux.backToConsole(notice: nil)) } }
+
+    func close() { monitor?.close() }
+
+    private func apply(_ intents: [ConsoleIntent]) {
+        for intent in intents {
+            switch intent {
+            case .toGuest(let keys): relay.send(keys)
+            case .toMonitor(let keys): monitor?.send(keys)
+            case .show(let bytes): screen.guest(bytes)
+            case .echo(let bytes): screen.raw(bytes)
+            case .notice(let text): screen.notice(text, now: true)
+            case .prompt(let text): screen.prompt(text)
+            case .quit: onQuit()
+            case .status: screen.notice(statusLine(), now: true)
+            case .createSnapshot(let name): onSnapshot(name)
+            case .openMonitor: openMonitor()
+            case .closeMonitor:
+                monitor?.close()
+                monitor = nil
+            case .sysrq(let key):
+                onSysRq(key)
+                screen.notice("sent SysRq \(key) (Alt-SysRq-\(key) on the guest's keyboard)", now: true)
+            }
+        }
+    }
+
+    private func openMonitor() {
+        guard let m = try? MonitorView(path: monitorPath) else {
+            return screen.notice("cannot reach the QEMU monitor at \(monitorPath)", now: true)
+        }
+        m.onOutput = { [unowned self] in screen.raw($0) }
+        m.onClosed = { [unowned self] in
+            monitor = nil
+            apply(mux.monitorClosed())
+        }
+        monitor = m
+        apply(mux.monitorOpened())
+    }
+}
