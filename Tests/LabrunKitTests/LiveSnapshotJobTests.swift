@@ -16,6 +16,7 @@ import Testing
         let reply: String
         var jobError: String?
         init(_ expect: String, _ reply: String = "{}") { self.expect = expect; self.reply = reply }
+        static func hmp(_ line: String, _ out: String = "") -> Exchange { Exchange(line, "\"\(out)\"") }
         static func job(_ what: String, error: String? = nil) -> Exchange {
             var e = Exchange(what)
             e.jobError = error
@@ -85,7 +86,8 @@ import Testing
                         continue
                     }
                     let jobID = msg["arguments"]?["job-id"]?.string
-                    let what = jobID == nil ? execute : "\(execute) \(msg["arguments"]?["tag"]?.string ?? "")"
+                    let what = jobID != nil ? "\(execute) \(msg["arguments"]?["tag"]?.string ?? "")"
+                        : execute == "human-monitor-command" ? (msg["arguments"]?["command-line"]?.string ?? "") : execute
                     asked.append(what)
                     if asked.count == cancelAfter { job.cancel() }
                     guard let next = rest.popFirst() else { Issue.record("unexpected \(what)", sourceLocation: sourceLocation); continue }
@@ -118,7 +120,7 @@ import Testing
     @Test func restoreOfAnUnrecordedSnapshotSavesAnUndoAndDeletesIt() throws {
         let r = try run(.restore(name: "a"), [
             Exchange("query-named-block-nodes", Self.nodes([("a", 1000)])),
-            .job("snapshot-save labrun-before-restore"), .job("snapshot-load a"), .job("snapshot-delete labrun-before-restore"),
+            .job("snapshot-save labrun-before-restore"), .hmp("loadvm a"), .job("snapshot-delete labrun-before-restore"),
         ])
         guard case .success(.restored(let s, _, true, true, nil))? = r.result else { Issue.record("\(String(describing: r.result))"); return }
         #expect(s.name == "a")
@@ -128,8 +130,8 @@ import Testing
         let r = try run(.restore(name: "a"), [
             Exchange("query-named-block-nodes", Self.nodes([("a", 1000)])),
             .job("snapshot-save labrun-before-restore"),
-            .job("snapshot-load a", error: "Missing section footer for pc.ram"),
-            .job("snapshot-load labrun-before-restore"), .job("snapshot-delete labrun-before-restore"),
+            .hmp("loadvm a", "Error: Missing section footer for pc.ram"),
+            .hmp("loadvm labrun-before-restore"), .job("snapshot-delete labrun-before-restore"),
             Exchange("query-status", "{\"running\":false,\"status\":\"restore-vm\"}"),
             Exchange("cont"),
         ])
@@ -140,7 +142,7 @@ import Testing
     @Test func aFailedLoadOfARecordedSnapshotSaysTheVMWasResetAndResumesIt() throws {
         let r = try run(.restore(name: "a"), [
             Exchange("query-named-block-nodes", Self.nodes([("a", 1000)])),
-            .job("snapshot-load a", error: "oops"),
+            .hmp("loadvm a", "Error: oops"),
             Exchange("query-status", "{\"running\":false}"), Exchange("cont"),
         ], recorded: Self.shape)
         guard case .failure(.restoreFailed(_, "oops", let outcome))? = r.result else { Issue.record("\(String(describing: r.result))"); return }
