@@ -6,7 +6,6 @@ cleans up (kills the processes listed in WORK/pids, removes WORK) whatever happe
 Standard library only. Every figure is the median of several runs, each labrun run paired with
 its baseline run in the same session (alternating order), and is written to results.md/json."""
 import argparse
-import fcntl
 import json
 import os
 import platform
@@ -14,14 +13,13 @@ import re
 import select
 import shlex
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
-import termios
 import time
-import tty
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), os.pardir, "scripts"))
+import labpy  # noqa: E402  (the pty and QMP helpers guest/smoke-test.py uses too)
 
 # Runs per figure (each figure's median is over this many runs of labrun and of its baseline).
 RUNS = {
@@ -38,7 +36,7 @@ IDLE_SECONDS = 30
 PROMPT = b"root@lab:"
 READY = b"labrun-guest: ready"
 
-now_ns = time.perf_counter_ns
+now_ns = labpy.now_ns
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -46,7 +44,7 @@ def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-class BenchError(Exception):
+class BenchError(labpy.Error):
     pass
 
 
@@ -120,107 +118,8 @@ def proc_status(pid, key):
 
 
 # ------------------------------------------------------------------------------------------
-# a program on a pty this benchmark owns, as on a user's terminal
-
-def _make_ctty():
-    # Runs in the child (fork path of subprocess, same for labrun and for every baseline):
-    # new session, the pty as controlling terminal, so its hang-up ends the child if we die.
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-def set_cooked(fd):
-    """A terminal as an interactive shell leaves it."""
-    a = termios.tcgetattr(fd)
-    a[0] |= termios.ICRNL
-    a[1] |= termios.OPOST | termios.ONLCR
-    a[3] |= termios.ICANON | termios.ECHO | termios.ISIG | termios.IEXTEN
-    termios.tcsetattr(fd, termios.TCSANOW, a)
-
-
-def set_raw(fd):
-    tty.setraw(fd, termios.TCSANOW)
-    a = termios.tcgetattr(fd)
-    a[6][termios.VMIN] = 1
-    a[6][termios.VTIME] = 0
-    termios.tcsetattr(fd, termios.TCSANOW, a)
-
-
-class PtySession:
-    def __init__(self, argv, env=None, raw=False, name="proc"):
-        self.name = name
-        self.mfd, self.sfd = os.openpty()
-        fcntl.ioctl(self.mfd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 132, 0, 0))
-        (set_raw if raw else set_cooked)(self.sfd)
-        self.transcript = bytearray()
-        self.cursor = 0
-        self.t0 = now_ns()
-        self.proc = subprocess.Popen(argv, stdin=self.sfd, stdout=self.sfd, stderr=self.sfd,
-                                     env=env, preexec_fn=_make_ctty, close_fds=True)
-        REG.add(self.proc.pid)
-        self.pid = self.proc.pid
-
-    def pump(self, timeout):
-        """Reads what arrives within `timeout` s; False once the pty has no writer left."""
-        r, _, _ = select.select([self.mfd], [], [], max(0, timeout))
-        if not r:
-            return True
-        try:
-            data = os.read(self.mfd, 1 << 16)
-        except OSError:
-            return False
-        self.transcript += data
-        return bool(data)
-
-    def drain(self):
-        while True:
-            r, _, _ = select.select([self.mfd], [], [], 0)
-            if not r or not self.pump(0):
-                return
-
-    def expect(self, pattern, timeout):
-        """Waits for `pattern` after the cursor; returns perf_counter_ns when it was read."""
-        deadline = time.monotonic() + timeout
-        while True:
-            i = self.transcript.find(pattern, self.cursor)
-            if i >= 0:
-                self.cursor = i + len(pattern)
-                return now_ns()
-            left = deadline - time.monotonic()
-            if left <= 0 or (self.proc.poll() is not None and not self.pump(0.05)):
-                tail = bytes(self.transcript[-1500:]).decode(errors="replace")
-                raise BenchError(f"{self.name}: no {pattern!r} within {timeout} s "
-                                 f"(exit {self.proc.poll()}); screen tail:\n{tail}")
-            self.pump(min(left, 0.2))
-
-    def send(self, data):
-        os.write(self.mfd, data)
-
-    def wait_exit(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return self.proc.returncode
-            self.pump(0.05)
-        return None
-
-    def kill(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def close(self):
-        self.kill()
-        for fd in (self.mfd, self.sfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
+# programs on a pty this benchmark owns, as on a user's terminal (labpy.Session: the child
+# setup is the same for labrun and every baseline), and spawned without a terminal
 
 def spawn_time(argv, env=None, capture=False):
     """Wall time (s) of one run from spawn to exit and the child's rusage (and its stdout with
@@ -259,61 +158,6 @@ def spawn_time(argv, env=None, capture=False):
 
 def capture(argv, **kw):
     return subprocess.run(argv, capture_output=True, text=True, check=True, **kw).stdout
-
-
-# ------------------------------------------------------------------------------------------
-# QMP (the direct client: the baseline of the live-snapshot figure, and quitting plain QEMU)
-
-class QMP:
-    def __init__(self, path, timeout=60):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        self.s.connect(path)
-        self.f = self.s.makefile("rb")
-        self._read()  # greeting
-        self.cmd("qmp_capabilities")
-
-    def _read(self):
-        while True:
-            line = self.f.readline()
-            if not line:
-                raise BenchError("QMP connection closed")
-            msg = json.loads(line)
-            if "event" not in msg:
-                return msg
-
-    def cmd(self, execute, **args):
-        m = {"execute": execute}
-        if args:
-            m["arguments"] = args
-        self.s.sendall(json.dumps(m).encode() + b"\n")
-        r = self._read()
-        if "error" in r:
-            raise BenchError(f"QMP {execute}: {r['error']}")
-        return r.get("return")
-
-    def hmp(self, line):
-        out = self.cmd("human-monitor-command", **{"command-line": line})
-        if out and out.strip():
-            raise BenchError(f"HMP {line}: {out.strip()}")
-
-    def close(self):
-        try:
-            self.f.close()
-            self.s.close()
-        except OSError:
-            pass
-
-
-def connect_qmp(path, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return QMP(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 # ------------------------------------------------------------------------------------------
@@ -360,7 +204,8 @@ class Bench:
         return path
 
     def session(self, argv, env=None, raw=False, name="proc"):
-        s = PtySession(argv, env=env or self.env, raw=raw, name=name)
+        s = labpy.Session(argv, env=env or self.env, raw=raw, name=name)
+        REG.add(s.pid)
         self.sessions.append(s)
         return s
 
@@ -445,7 +290,7 @@ class Bench:
     def quit_plain(self, s, qmp_path):
         t0 = time.monotonic()
         try:
-            q = connect_qmp(qmp_path, timeout=2)
+            q = labpy.connect_qmp(qmp_path, timeout=2)
             try:
                 q.cmd("quit")
             finally:
@@ -464,7 +309,7 @@ class Bench:
 
     def read_zeros(self, s, total, timeout=120):
         """Reads the pty until `total` zero bytes arrived: seconds from the first to the last."""
-        fd = s.mfd
+        fd = s.fd
         got = 0
         t_first = None
         deadline = time.monotonic() + timeout
@@ -578,7 +423,7 @@ class Bench:
                     s.expect(b"[labrun] booting", 10)
                     self.record_children(s.pid)
                 self.echo_ready(s)
-                lat = self.round_trips(s.mfd, ROUND_TRIPS)
+                lat = self.round_trips(s.fd, ROUND_TRIPS)
                 out[which][0].append(pct(lat, 50))
                 out[which][1].append(pct(lat, 99))
                 if which == "labrun":
@@ -744,7 +589,7 @@ class Bench:
                             res[op][2].append(float(m.group(1)) if m else None)
                         else:
                             t0 = now_ns()
-                            q = QMP(qmp_p)
+                            q = labpy.QMP(qmp_p)
                             q.hmp(f"{hmp} {name}")
                             q.close()
                             res[op][1].append((now_ns() - t0) / 1e9)
@@ -966,7 +811,7 @@ def main():
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except BenchError as e:
+    except labpy.Error as e:  # BenchError, or a console or QMP failure
         print(f"bench: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as e:

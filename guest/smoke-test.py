@@ -11,21 +11,22 @@ makes QEMU exit. The serial console is driven through pipes (not a pty), so the 
 guest instead of being turned into SIGINT for QEMU by the host's tty driver.
 """
 import os
-import re
-import json
-import select
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), os.pardir, "scripts"))
+import labpy  # noqa: E402  (the console and QMP helpers bench/labbench.py uses too)
+
 READY = b"labrun-guest: ready"
 PROMPT = b"root@lab:~# "
 
 
-class Guest:
+class Guest(labpy.Session):
+    """Plain QEMU with the serial console on pipes (labpy.Session with pty=False)."""
+
     def __init__(self, lab, overlay, share=None, qmp=None):
         gb = os.path.join(lab, "guest-build")
         cmd = [
@@ -44,44 +45,19 @@ class Guest:
         if share:
             cmd += ["-fsdev", f"local,id=fs0,path={share},security_model=mapped-xattr",
                     "-device", "virtio-9p-pci,fsdev=fs0,mount_tag=hostshare"]
-        self.t0 = time.monotonic()
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, bufsize=0)
-        self.buf = b""
-        self.log = b""
+        super().__init__(cmd, pty=False, name="qemu", kill_grace=0)
 
-    def expect(self, pattern, timeout=20.0):
-        """Wait for a regex (bytes); return (match, seconds since launch). Consumes output up to it."""
-        rx = re.compile(pattern if isinstance(pattern, bytes) else re.escape(pattern.encode()))
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.buf)
-            if m:
-                self.buf = self.buf[m.end():]
-                return m, time.monotonic() - self.t0
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"timeout waiting for {pattern!r}; recent output:\n"
-                                   + self.log[-1500:].decode(errors="replace"))
-            r, _, _ = select.select([self.p.stdout], [], [], min(left, 0.2))
-            if r:
-                data = os.read(self.p.stdout.fileno(), 65536)
-                if not data:
-                    raise EOFError("QEMU exited; output:\n" + self.log[-1500:].decode(errors="replace"))
-                self.buf += data
-                self.log += data
-
-    def send(self, s):
-        self.p.stdin.write(s.encode() if isinstance(s, str) else s)
-        self.p.stdin.flush()
+    def at(self, pattern, timeout=20.0):
+        """expect(): seconds since launch when `pattern` arrived."""
+        return self.since_start(self.expect(pattern, timeout))
 
     def run(self, command, timeout=20.0):
         """Run a shell command, return its output (between the echoed command line and the prompt)."""
         self.send(command + "\n")
-        start = len(self.log) - len(self.buf)
+        start = self.cursor
         self.expect(PROMPT, timeout)
-        end = len(self.log) - len(self.buf) - len(PROMPT)
-        lines = self.log[start:end].decode(errors="replace").replace("\r", "").split("\n")
+        end = self.cursor - len(PROMPT)
+        lines = bytes(self.transcript[start:end]).decode(errors="replace").replace("\r", "").split("\n")
         # Drop the shell's echo of the command (ash wraps it at 80 columns on the serial line).
         echoed = ""
         for i, line in enumerate(lines):
@@ -91,41 +67,20 @@ class Guest:
         return "\n".join(lines)
 
     def qmp(self, command):
-        """Run one QMP command on a fresh connection."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(self.qmp_path)
-            f = s.makefile("rwb")
-            json.loads(f.readline())  # greeting
-            for c in ("qmp_capabilities", command):
-                f.write(json.dumps({"execute": c}).encode() + b"\n"); f.flush()
-                while True:
-                    msg = json.loads(f.readline())
-                    if "return" in msg or "error" in msg:
-                        break
-            return msg
-
-    def wait_exit(self, timeout=20.0):
-        t = time.monotonic()
+        """Run one QMP command on a fresh connection: its return value (an error raises labpy.Error)."""
+        q = labpy.connect_qmp(self.qmp_path)
         try:
-            while True:
-                r, _, _ = select.select([self.p.stdout], [], [], 0.2)
-                if r:
-                    data = os.read(self.p.stdout.fileno(), 65536)
-                    self.log += data
-                    if not data:
-                        break
-                if time.monotonic() - t > timeout:
-                    raise TimeoutError("QEMU did not exit")
-            self.p.wait(timeout=5)
-        except BaseException:
-            self.kill()
-            raise
-        return time.monotonic() - t
+            return q.cmd(command)
+        finally:
+            q.close()
 
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
+    def powered_off(self, timeout=20.0):
+        """Waits for QEMU to exit (killed if it does not): seconds waited."""
+        t = time.monotonic()
+        if self.wait_exit(timeout) is None:
+            self.kill()
+            raise labpy.Error(f"QEMU did not exit within {timeout} s; recent output:\n{self.tail()}")
+        return time.monotonic() - t
 
 
 def check(cond, what):
@@ -143,12 +98,12 @@ def time_boots(lab, tmp, n):
                         os.path.join(lab, "debian-rootfs.qcow2"), overlay], check=True)
         g = Guest(lab, overlay)
         try:
-            ready.append(g.expect(READY, 30)[1])
-            prompt.append(g.expect(PROMPT, 10)[1])
+            ready.append(g.at(READY, 30))
+            prompt.append(g.at(PROMPT, 10))
             g.send("poweroff -f\n")
-            g.wait_exit(10)
+            g.powered_off(10)
         finally:
-            g.kill()
+            g.close()
         print(f"boot: ready {ready[-1]:.2f} s, prompt {prompt[-1]:.2f} s", flush=True)
     med = lambda v: sorted(v)[len(v) // 2]
     print(f"{n} boots: ready min {min(ready):.2f} / median {med(ready):.2f} s; "
@@ -183,13 +138,13 @@ def main():
 
         # Boot 1: no share.
         g = Guest(lab, overlay); guests.append(g)
-        _, t_ready = g.expect(READY, 30)
-        _, t_prompt = g.expect(PROMPT, 10)
+        t_ready = g.at(READY, 30)
+        t_prompt = g.at(PROMPT, 10)
         print(f"boot 1: ready after {t_ready:.2f} s, prompt after {t_prompt:.2f} s")
         out = g.run("uname -r; echo $((6*7))")
         check(out.split() == [kver, "42"], f"uname -r; echo $((6*7)) -> {out.split()}")
         g.send("sleep 100\n")
-        g.expect("sleep 100")
+        g.expect("sleep 100", 20)
         time.sleep(0.5)
         t = time.monotonic()
         g.send(b"\x03")
@@ -198,7 +153,7 @@ def main():
         out = g.run("echo rc=$?")
         check("rc=130" in out, f"Ctrl-C interrupts sleep 100 ({dt:.2f} s, {out.strip()})")
         g.send("sleep 100\n")
-        g.expect("sleep 100")
+        g.expect("sleep 100", 20)
         time.sleep(0.5)
         g.send(b"\x1a")
         g.expect(PROMPT, 3)
@@ -209,13 +164,13 @@ def main():
         g.run("echo hi > /root/x; sync")
         t = time.monotonic()
         g.send("poweroff\n")
-        dt = g.wait_exit(20)
-        check(g.p.returncode == 0, f"poweroff exits QEMU (rc {g.p.returncode}, {time.monotonic() - t:.2f} s)")
+        g.powered_off(20)
+        check(g.proc.returncode == 0, f"poweroff exits QEMU (rc {g.proc.returncode}, {time.monotonic() - t:.2f} s)")
 
         # Boot 2: with share; the file from boot 1 must still be there; then an in-guest reboot.
         g = Guest(lab, overlay, share, qmp=os.path.join(tmp, "qmp.sock")); guests.append(g)
-        _, t_ready2 = g.expect(READY, 30)
-        _, t_prompt2 = g.expect(PROMPT, 10)
+        t_ready2 = g.at(READY, 30)
+        t_prompt2 = g.at(PROMPT, 10)
         print(f"boot 2: ready after {t_ready2:.2f} s, prompt after {t_prompt2:.2f} s")
         out = g.run("cat /root/x")
         check(out.strip() == "hi", "file written before poweroff survives a relaunch")
@@ -236,17 +191,27 @@ def main():
         print("   ", out.strip().replace("\n", "\n    "))
         time.sleep(1)  # let the background acpid start
         t = time.monotonic()
-        reply = g.qmp("system_powerdown")
-        g.wait_exit(20)
-        check("return" in reply and g.p.returncode == 0,
+        try:
+            g.qmp("system_powerdown")
+            accepted = True
+        except labpy.Error as e:
+            print(f"     {e}", flush=True)
+            accepted = False
+        if accepted:
+            g.powered_off(20)
+        check(accepted and g.proc.returncode == 0,
               f"QMP system_powerdown (ACPI power button) powers the guest off ({time.monotonic() - t:.2f} s)")
         subprocess.run(["qemu-img", "check", "-q", overlay], check=True)
         print(f"summary: ready {t_ready:.2f}/{t_ready2:.2f} s, prompt {t_prompt:.2f}/{t_prompt2:.2f} s")
     finally:
         for g in guests:
-            g.kill()
+            g.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except labpy.Error as e:  # no expected output in time, the console closed, or QEMU hung
+        print(f"FAIL {e}", flush=True)
+        sys.exit(1)
