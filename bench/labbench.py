@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), os.pardir, "scripts"))
 import labpy  # noqa: E402  (the pty and QMP helpers guest/smoke-test.py uses too)
@@ -174,6 +175,70 @@ def pct(xs, p):
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+@dataclass
+class Figure:
+    """One measured figure: a row of results.md, an object of results.json."""
+    name: str
+    value: float | None
+    unit: str
+    baseline: float | None        # measured in the same session, alternating with labrun
+    ratio: float | None           # value / baseline, as judged
+    goal: str                     # "<= 1.10 (ratio)", "< 30 ms", "added < 100 us", "(reported)" ...
+    ok: bool | None               # None: reported, not judged; written as "pass"
+    runs: int | None = None
+    note: str | None = None
+    added: float | None = None    # us over the baseline, for an "added < N us" goal
+    samples: list | None = None
+    baseline_samples: list | None = None
+    extra: dict = field(default_factory=dict)  # figure-specific details, written as they are
+
+    @property
+    def verdict(self):
+        return "info" if self.ok is None else ("PASS" if self.ok else "MISS")
+
+    @property
+    def fastest(self):
+        """(min, baseline_min, ratio_of_min) for timed figures: under background load the minimum is
+        the least disturbed run. Given for reading, not judged."""
+        if self.unit in ("s", "ms") and self.samples and self.baseline_samples:
+            lo, blo = min(self.samples), min(self.baseline_samples)
+            return lo, blo, round(lo / blo, 3)
+        return None
+
+    def to_json(self):
+        e = {"name": self.name, "value": self.value, "unit": self.unit, "baseline": self.baseline,
+             "ratio": self.ratio, "goal": self.goal, "pass": self.ok}
+        for k in ("added", "runs", "samples", "baseline_samples"):
+            if getattr(self, k) is not None:
+                e[k] = getattr(self, k)
+        e.update(self.extra)
+        if self.note is not None:
+            e["note"] = self.note
+        if self.fastest:
+            e["min"], e["baseline_min"], e["ratio_of_min"] = self.fastest
+        return e
+
+    def miss_by(self):
+        """How far a missed goal was missed, for the verdict column ("" if the goal has no number)."""
+        g = self.goal
+        try:
+            if g.startswith(">="):
+                lim = float(g.split()[1])
+                return f" ({(lim - self.ratio) / lim * 100:.0f}% below {lim})"
+            if g.startswith("<=") and "ratio" in g:
+                lim = float(g.split()[1])
+                return f" ({(self.ratio - lim) / lim * 100:.0f}% over {lim})"
+            if g.startswith("added"):
+                lim = float(re.findall(r"[\d.]+", g)[0])
+                return f" (by {self.added - lim:.1f} us)"
+            if g.startswith("<"):
+                lim = float(re.findall(r"[\d.]+", g)[0])
+                return f" (by {self.value - lim:.3g} {self.unit.split()[0]}, {(self.value - lim) / lim * 100:.0f}% over)"
+        except Exception:
+            pass
+        return ""
+
+
 class Bench:
     def __init__(self, a):
         self.root = a.root
@@ -184,7 +249,7 @@ class Bench:
         self.work = a.work
         self.out = a.out
         self.python = sys.executable
-        self.results = []
+        self.results = []  # [Figure]
         self.sessions = []
         self.env = dict(os.environ, LABRUN_ACCEL="tcg", TERM=os.environ.get("TERM", "xterm"))
         self.env.pop("LABRUN_QEMU", None)
@@ -252,17 +317,12 @@ class Bench:
             self.foreign[figure] = found
             log(f"  note: {len(found)} other QEMU process(es) running on this machine: pids {found}")
 
-    def add(self, name, value, unit, baseline, ratio, goal, ok, **extra):
-        e = {"name": name, "value": value, "unit": unit, "baseline": baseline, "ratio": ratio,
-             "goal": goal, "pass": ok}
-        e.update(extra)
-        if unit in ("s", "ms") and extra.get("samples") and extra.get("baseline_samples"):
-            # Under background load the minimum is the least disturbed run: given for reading, not judged.
-            e["min"], e["baseline_min"] = min(extra["samples"]), min(extra["baseline_samples"])
-            e["ratio_of_min"] = round(e["min"] / e["baseline_min"], 3)
-        self.results.append(e)
-        verdict = "info" if ok is None else ("PASS" if ok else "MISS")
-        log(f"  => {name}: {value} {unit} (baseline {baseline}, ratio {ratio}) goal {goal}: {verdict}")
+    def add(self, name, value, unit, baseline, ratio, goal, ok, runs=None, note=None, added=None,
+            samples=None, baseline_samples=None, **extra):
+        f = Figure(name, value, unit, baseline, ratio, goal, ok, runs=runs, note=note, added=added,
+                   samples=samples, baseline_samples=baseline_samples, extra=extra)
+        self.results.append(f)
+        log(f"  => {name}: {value} {unit} (baseline {baseline}, ratio {ratio}) goal {goal}: {f.verdict}")
 
     def dry_run_argv(self, lab):
         line = capture([self.labrun, "--lab", lab, "boot", "--dry-run"], env=self.env).strip()
@@ -708,7 +768,7 @@ class Bench:
         # results.json: the array of figures, {name, value, unit, baseline, ratio, goal, pass} plus
         # runs, raw samples and notes; the machine they were measured on goes beside it.
         with open(os.path.join(self.out, "results.json"), "w") as f:
-            json.dump(self.results, f, indent=1)
+            json.dump([e.to_json() for e in self.results], f, indent=1)
             f.write("\n")
         with open(os.path.join(self.out, "results.machine.json"), "w") as f:
             json.dump(dict(m, runs_per_figure=RUNS), f, indent=1)
@@ -732,37 +792,18 @@ class Bench:
                  "| figure | value | baseline | ratio | goal | verdict | runs | notes |",
                  "|---|---|---|---|---|---|---|---|"]
         for e in self.results:
-            verdict = "info" if e["pass"] is None else ("PASS" if e["pass"] else "**MISS**" + miss_by(e))
-            note = e.get("note", "")
-            if "ratio_of_min" in e:
-                note += f"; fastest runs: {e['min']:g} vs {e['baseline_min']:g} {e['unit']} (ratio {e['ratio_of_min']:g})"
-            lines.append(f"| {e['name']} | {fmt(e['value'])} {e['unit']} | {fmt(e['baseline'])} | {fmt(e['ratio'])} "
-                         f"| {e['goal']} | {verdict} | {e.get('runs', '')} | {note} |")
+            verdict = "**MISS**" + e.miss_by() if e.verdict == "MISS" else e.verdict
+            note = e.note or ""
+            if e.fastest:
+                lo, blo, r = e.fastest
+                note += f"; fastest runs: {lo:g} vs {blo:g} {e.unit} (ratio {r:g})"
+            lines.append(f"| {e.name} | {fmt(e.value)} {e.unit} | {fmt(e.baseline)} | {fmt(e.ratio)} "
+                         f"| {e.goal} | {verdict} | {'' if e.runs is None else e.runs} | {note} |")
         lines += ["", "Reproduce: `make bench` (needs the built guest: `make guest`). Raw samples are in results.json, "
                   "the machine in results.machine.json.", ""]
         with open(os.path.join(self.out, "results.md"), "w") as f:
             f.write("\n".join(lines))
         print("\n".join(lines))
-
-
-def miss_by(e):
-    g = e["goal"]
-    try:
-        if g.startswith(">="):
-            lim = float(g.split()[1])
-            return f" ({(lim - e['ratio']) / lim * 100:.0f}% below {lim})"
-        if g.startswith("<=") and "ratio" in g:
-            lim = float(g.split()[1])
-            return f" ({(e['ratio'] - lim) / lim * 100:.0f}% over {lim})"
-        if g.startswith("added"):
-            lim = float(re.findall(r"[\d.]+", g)[0])
-            return f" (by {e['added'] - lim:.1f} us)"
-        if g.startswith("<"):
-            lim = float(re.findall(r"[\d.]+", g)[0])
-            return f" (by {e['value'] - lim:.3g} {e['unit'].split()[0]}, {(e['value'] - lim) / lim * 100:.0f}% over)"
-    except Exception:
-        pass
-    return ""
 
 
 def _interrupted(signum, _frame):
