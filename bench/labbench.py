@@ -122,6 +122,12 @@ def proc_status(pid, key):
 # programs on a pty this benchmark owns, as on a user's terminal (labpy.Session: the child
 # setup is the same for labrun and every baseline), and spawned without a terminal
 
+class SpawnFailed(BenchError):
+    def __init__(self, argv, code, err):
+        super().__init__(f"{shlex.join(argv)} exited {code}: {err}")
+        self.code = code
+
+
 def spawn_time(argv, env=None, capture=False):
     """Wall time (s) of one run from spawn to exit and the child's rusage (and its stdout with
     `capture`, read after it exited: a file, so nothing is read while the clock runs).
@@ -153,7 +159,7 @@ def spawn_time(argv, env=None, capture=False):
         os.close(out)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise BenchError(f"{shlex.join(argv)} exited {code}: {err.decode(errors='replace').strip()}")
+        raise SpawnFailed(argv, code, err.decode(errors='replace').strip())
     return (t, ru, text) if capture else (t, ru)
 
 
@@ -162,6 +168,17 @@ def capture(argv, **kw):
 
 
 # ------------------------------------------------------------------------------------------
+
+def reported_seconds(out):
+    """The "seconds" of `labrun snapshot OP --json` output; else (a labrun without --json) the
+    seconds of its sentence "... in 0.183 s"; None when neither is there."""
+    try:
+        v = json.loads(out).get("seconds")
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    except (ValueError, AttributeError):
+        m = re.search(r" in ([0-9.]+) s", out)
+        return float(m.group(1)) if m else None
+
 
 def median(xs):
     return statistics.median(xs)
@@ -250,6 +267,7 @@ class Bench:
         self.out = a.out
         self.python = sys.executable
         self.results = []  # [Figure]
+        self.snapshot_json = None  # does this labrun take `snapshot create|restore|delete --json`? (None: not tried)
         self.sessions = []
         self.env = dict(os.environ, LABRUN_ACCEL="tcg", TERM=os.environ.get("TERM", "xterm"))
         self.env.pop("LABRUN_QEMU", None)
@@ -609,6 +627,24 @@ class Bench:
                  note=f"utime+stime; schedstat {ns * 1e3:.2f} ms, {w1 - w0} wake-ups; "
                       f"baseline = QEMU's own CPU in the same {IDLE_SECONDS} s (reference)")
 
+    def labrun_snapshot(self, lab, op, name):
+        """One timed `labrun snapshot OP --json NAME`: its wall time and the seconds labrun reports for
+        its QMP work (None when it reports none). A labrun without --json (usage error, exit 64)
+        is run without it from then on, and its sentence read instead."""
+        argv = [self.labrun, "--lab", lab, "snapshot", op]
+        if self.snapshot_json is not False:
+            try:
+                t, _, out = spawn_time(argv + ["--json", name], env=self.env, capture=True)
+                self.snapshot_json = True
+                return t, reported_seconds(out)
+            except SpawnFailed as e:
+                if e.code != 64 or self.snapshot_json:
+                    raise
+                log(f"  note: this labrun has no `snapshot {op} --json` ({e}); reading its sentence instead")
+                self.snapshot_json = False
+        t, _, out = spawn_time(argv + [name], env=self.env, capture=True)
+        return t, reported_seconds(out)
+
     def fig_live(self):
         n = RUNS["live"]
         log("6 supervisor idle cost + 3 live snapshots (two rounds: each lab once under labrun, once plain QEMU)")
@@ -642,11 +678,9 @@ class Bench:
                     for op, hmp in (("create", "savevm"), ("restore", "loadvm"), ("delete", "delvm")):
                         s.drain(); p.drain()
                         if which == "labrun":
-                            t, _, out = spawn_time([self.labrun, "--lab", lab_l, "snapshot", op, name], env=self.env,
-                                                   capture=True)
+                            t, reported = self.labrun_snapshot(lab_l, op, name)
                             res[op][0].append(t)
-                            m = re.search(r" in ([0-9.]+) s", out)
-                            res[op][2].append(float(m.group(1)) if m else None)
+                            res[op][2].append(reported)
                         else:
                             t0 = now_ns()
                             q = labpy.QMP(qmp_p)
