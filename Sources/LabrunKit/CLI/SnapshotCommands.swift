@@ -24,8 +24,6 @@ extension LabrunCLI {
     /// One snapshot request through the lab's routing facade; the outcome is rendered here,
     /// the same whichever path carried it out.
     static func runSnapshot(_ request: SnapshotRequest, json: Bool, _ context: Context) throws(LabrunError) -> Int32 {
-        // The name is checked before the lab is even opened: a bad name changes nothing.
-        do { try SnapshotRules.validate(request) } catch { throw error.asLabrunError }
         let controller = try context.controller()
         let (outcome, live) = try controller.snapshot(request)
         if case .listed(let list) = outcome {

@@ -24,7 +24,6 @@ public struct Signal: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let windowChanged = Signal(rawValue: SIGWINCH)
     public static let pipe = Signal(rawValue: SIGPIPE)
     public static let `continue` = Signal(rawValue: SIGCONT)
-    public static let stop = Signal(rawValue: SIGSTOP)
     public var description: String {
         switch self {
         case .interrupt: "SIGINT"
