@@ -66,6 +66,12 @@ import Testing
         #expect(keys(&mux, [0x01, UInt8(ascii: "x")]) == [.notice("quitting: shutting the VM down"), .quit])
     }
 
+    @Test func ctrlAZSuspends() {
+        var mux = ConsoleMux()
+        #expect(keys(&mux, [0x01, UInt8(ascii: "z")]) == [.notice("suspending: saving the VM's state"), .suspend])
+        #expect(EscapeKeys.helpText.contains("suspend"))
+    }
+
     @Test func ctrlAAtTheEndOfOneReadPairsWithTheNext() {
         var mux = ConsoleMux()
         #expect(keys(&mux, [UInt8(ascii: "a"), 0x01]) == [.toGuest([UInt8(ascii: "a")])])

@@ -301,7 +301,7 @@ extension SplitMix64: RandomNumberGenerator {}
         [ControlRequest(.status), ControlRequest(.snapshot(.create(name: "before-patch", force: true, diskOnly: false))),
          ControlRequest(.snapshot(.restore(name: "ünïcode-1"))), ControlRequest(.snapshot(.delete(name: "x"))),
          ControlRequest(.snapshot(.list)), ControlRequest(.stop), ControlRequest(.exec(command: "echo hi; ls /", timeout: 5)),
-         ControlRequest(.waitReady)]
+         ControlRequest(.waitReady), ControlRequest(.suspend)]
     }
 
     /// Random JSON objects with the protocol's keys and wrong-typed or odd values.

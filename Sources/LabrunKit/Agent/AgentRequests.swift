@@ -56,6 +56,15 @@ final class AgentRequests: LoopPart {
     var notice: (String) -> Void = { _ in }
     private var shareAnnounced = false
 
+    /// After a resume the guest's clock stands where it stopped: set it to the host's.
+    func setGuestClock() {
+        agent.exec("date -s @\(Int(wallClockSeconds().rounded())) >/dev/null", timeout: 10) { [unowned self] event in
+            if case .exit(let code) = event, code != 0 { notice("could not set the guest's clock (date exited \(code))") }
+            if case .failed(let why) = event { notice("could not set the guest's clock: \(why)") }
+            switch event { case .exit, .failed, .disconnected: return true; default: return false }
+        }
+    }
+
     /// The agent said hello (at boot, or after a guest reboot): what waited goes ahead, and
     /// the share is mounted if exported.
     func agentStarted() {

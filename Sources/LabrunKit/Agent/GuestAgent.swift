@@ -35,7 +35,21 @@ public final class GuestAgent {
     /// Adopts a connected, non-blocking socket to QEMU's agent chardev.
     public func attach(_ fd: FileDescriptor) {
         self.fd = fd
+        if presumedUp {
+            isReady = true
+            onReady?()
+        }
     }
+
+    /// The agent was already running in a VM that was resumed (no new hello comes): take it
+    /// as up.
+    public func assumeReady() {
+        presumedUp = true
+        guard fd != nil else { return }
+        isReady = true
+        onReady?()
+    }
+    private var presumedUp = false
 
     /// Sends a request; `handler` gets its events until it returns true.
     public func request(_ verb: String, _ arguments: [String] = [], handler: @escaping Handler) {

@@ -1,6 +1,6 @@
 extension LabrunCLI {
     static let bootSpec = ArgumentSpec(
-        flags: ["debug", "wait-gdb", "dry-run", "detach"],
+        flags: ["debug", "wait-gdb", "dry-run", "detach", "cold", "yes"],
         options: ["mem", "cpus", "accel", "qemu", "gdb-port"],
         optionalValueOptions: ["shared"])
 
@@ -25,6 +25,16 @@ extension LabrunCLI {
         options.waitForGdb = a.flag("wait-gdb")
         options.loadSnapshot = controller.pendingResume
         options.dryRun = a.flag("dry-run")
+        let suspended = SuspendedState.of(lab)
+        if let suspended, !a.flag("cold") {
+            // Resume in the shape it was suspended in, whatever the flags say.
+            options.memoryMiB = suspended.shape.memoryMiB
+            options.cpus = suspended.shape.cpus
+            options.accel = suspended.shape.cpu == "host" ? .kvm : .tcg
+            options.shared = suspended.shape.share ? (options.shared ?? lab.sharedPath) : nil
+            options.loadSnapshot = nil
+            options.resumeSuspended = true
+        }
 
         let command = try QemuCommand(lab: lab, options: options)
         if a.flag("detach") && !a.flag("dry-run") {
@@ -49,6 +59,13 @@ extension LabrunCLI {
         if let dead = controller.cleanStaleRunDirectory(), dead > 0 {
             printError("cleaned up after a labrun (pid \(dead)) that ended without shutting down")
         }
+        if let suspended, a.flag("cold") {
+            try confirm("Discard the VM suspended at \(suspended.since) and boot afresh?", a.flag("yes"))
+            SuspendedState.discard(in: lab)
+            printError("discarded the VM suspended at \(suspended.since)")
+        } else if let suspended {
+            printError("resuming the VM suspended at \(suspended.since)")
+        }
         guard findExecutable(command.qemuBinary) != nil else {
             throw LabrunError("\(command.qemuBinary) not found: install it with `apt-get install qemu-system-x86` (or pass --qemu PATH)")
         }
@@ -71,7 +88,7 @@ extension LabrunCLI {
         }
         // A few preads: qcow2 header and every backing file present (no qemu-img at start-up).
         try controller.requireSoundRuntime()
-        if let resume = options.loadSnapshot {
+        if let resume = options.loadSnapshot, !options.resumeSuspended {
             let existing = (try? controller.offlineSnapshots().list()) ?? []
             if let snap = existing.first(where: { $0.name == resume && $0.hasVMState }) {
                 // Resume in the VM shape the snapshot was taken in, whatever the flags say.

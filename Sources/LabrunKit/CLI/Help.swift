@@ -18,6 +18,7 @@ public enum Help {
       check                  check the runtime image for leaks or corruption (--repair)
       status                 is the VM running? QEMU pid, run directory (--json)
       stop                   shut the running VM down
+      suspend                save the whole running VM to disk and end it; boot resumes it
       init DIR               create a new lab in DIR from this one's images
       exec -- CMD [ARGS]     run a command in the running guest (through the guest agent)
       wait-ready             wait until the running guest has booted (for scripts)
@@ -50,6 +51,8 @@ public enum Help {
       --dry-run              print the QEMU command line and exit
       --detach               run the VM in the background (no console); returns once the
                              guest is up: then `labrun exec`, `labrun snapshot …`, `labrun stop`
+      --cold                 a suspended VM is discarded (asks first; --yes does not) and the
+                             guest boots afresh; without it, boot resumes a suspended VM
     """
 
     public static let snapshot = """
@@ -106,6 +109,16 @@ public enum Help {
     Shuts the running VM down gracefully (QMP quit) and waits for it to end.
     """
 
+    public static let suspend = """
+    usage: labrun suspend
+
+    Saves the running VM's whole state (RAM, devices; the disk stays as it is) and ends QEMU.
+    The next `labrun boot` resumes it exactly there: running programs, shell variables, an
+    open editor; the guest's clock is set to the host's. It is not a snapshot (`snapshot list`
+    does not show it); `status` and `info` say since when the lab is suspended. Ctrl-a z in
+    the console does the same. `labrun boot --cold` discards it.
+    """
+
     public static let exec = """
     usage: labrun exec [--timeout SECONDS] -- COMMAND [ARGS...]
 
@@ -140,6 +153,7 @@ public enum Help {
         case "check": check
         case "status": status
         case "stop": stop
+        case "suspend": suspend
         case "init": initLab
         case "exec": exec
         case "wait-ready": waitReady

@@ -39,6 +39,7 @@ extension LabrunCLI {
                 if fileExists(swap) { try renameFile(swap, lab.undoPath) }
             } catch { throw error.asLabrunError }
             try controller.setPendingResume(nil)
+            SuspendedState.discard(in: lab)
             say("restored the previous runtime layer; the one it replaced is now the undo step")
             return 0
         }
@@ -54,6 +55,7 @@ extension LabrunCLI {
             throw error
         }
         try controller.setPendingResume(nil)
+        SuspendedState.discard(in: lab)
         say("reset: a fresh \(Lab.runtimeName) on the golden image" + (fileExists(lab.undoPath) ? "; the previous one is kept as \(Lab.undoName) (`labrun reset --undo`)" : ""))
         return 0
     }
@@ -117,6 +119,7 @@ extension LabrunCLI {
         say("snapshots (in \(Lab.runtimeName)):")
         say(SnapshotTable.render(snapshots).split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
         if let resume = controller.pendingResume, !running { say("the next boot resumes from snapshot '\(resume)'") }
+        if let s = SuspendedState.of(controller.lab), !running { say("suspended since \(s.since): the next boot resumes it") }
         return 0
     }
 
@@ -141,7 +144,7 @@ extension LabrunCLI {
     static func status(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
         let a = try ArgumentSpec(flags: ["json"]).parse(args, command: "status")
         let controller = try context.controller()
-        struct Stopped: Encodable { var lab: String; var running = false; var runDirectory: String; var resume: String? }
+        struct Stopped: Encodable { var lab: String; var running = false; var runDirectory: String; var resume: String?; var suspendedSince: String? }
         if let denied = controller.run.permissionProblem { throw LabrunError(denied) }
         if let link = controller.supervisor() {
             let r = try link.send(.status)
@@ -163,7 +166,8 @@ extension LabrunCLI {
             printError("cleaned up after a labrun (pid \(dead)) that ended without shutting down")
         }
         if a.flag("json") {
-            say(encodeJSON(Stopped(lab: controller.lab.root, runDirectory: controller.run.path, resume: controller.pendingResume)))
+            say(encodeJSON(Stopped(lab: controller.lab.root, runDirectory: controller.run.path, resume: controller.pendingResume,
+                                   suspendedSince: SuspendedState.of(controller.lab)?.since)))
         } else {
             say("stopped: \(controller.lab.root)")
             say("  run directory \(controller.run.path)")
@@ -171,6 +175,7 @@ extension LabrunCLI {
                 say("  but \(locked.path) is in use by " + (locked.holders.map(\.description).joined(separator: ", ").nonEmpty ?? "another process"))
             }
             if let r = controller.pendingResume { say("  the next boot resumes from snapshot '\(r)'") }
+            if let s = SuspendedState.of(controller.lab) { say("  suspended since \(s.since): the next boot resumes it (`labrun boot --cold` discards it)") }
         }
         return 0
     }
@@ -186,6 +191,19 @@ extension LabrunCLI {
         }
         try controller.stopRunning(over: link)
         say("the VM was shut down")
+        return 0
+    }
+
+    static func suspend(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
+        _ = try ArgumentSpec().parse(args, command: "suspend")
+        let controller = try context.controller()
+        let link = try controller.requireSupervisor()
+        let pid = controller.run.readPid()
+        let r = try link.send(.suspend)
+        // Wait for the supervisor to end QEMU (the state is already on disk).
+        let deadline = monotonicSeconds() + 20
+        while monotonicSeconds() < deadline, controller.isRunning || !(pid.map(LabController.hasEnded) ?? true) { sleepSeconds(0.05) }
+        say(r.message ?? "suspended")
         return 0
     }
 

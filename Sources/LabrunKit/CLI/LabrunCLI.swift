@@ -58,6 +58,7 @@ public enum LabrunCLI {
         case "check": return try check(args, context)
         case "status": return try status(args, context)
         case "stop": return try stop(args, context)
+        case "suspend": return try suspend(args, context)
         case "init": return try initLab(args, context)
         case "exec": return try exec(args, context)
         case "wait-ready": return try waitReady(args, context)
@@ -65,7 +66,7 @@ public enum LabrunCLI {
         }
     }
 
-    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "init", "exec", "wait-ready", "help"]
+    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "help"]
 
     /// What every command needs: the lab, opened lazily (so `--help` works anywhere).
     struct Context {

@@ -11,6 +11,7 @@ final class ConsoleDesk {
     private(set) var monitor: MonitorView? { didSet { onMonitorChanged() } }
 
     var onQuit: () -> Void = {}
+    var onSuspend: () -> Void = {}
     var statusLine: () -> String = { "" }
     var onSnapshot: (String) -> Void = { _ in }
     var onSysRq: (String) -> Void = { _ in }
@@ -49,6 +50,7 @@ final class ConsoleDesk {
             case .notice(let text): screen.notice(text, now: true)
             case .prompt(let text): screen.prompt(text)
             case .quit: onQuit()
+            case .suspend: onSuspend()
             case .status: screen.notice(statusLine(), now: true)
             case .createSnapshot(let name): onSnapshot(name)
             case .openMonitor: openMonitor()

@@ -13,6 +13,7 @@ public enum ConsoleIntent: Equatable, Sendable {
     /// Start a labrun prompt (no newline at its end).
     case prompt(String)
     case quit
+    case suspend
     case status
     case createSnapshot(name: String)
     /// Connect to the monitor; the supervisor answers with `monitorOpened()` or a notice.
@@ -124,6 +125,8 @@ public struct ConsoleMux: Sendable {
             return [.closeMonitor] + backToConsole(notice: "back to the guest console")
         case .status:
             return [.status]
+        case .suspend:
+            return [.notice("suspending: saving the VM's state"), .suspend]
         case .sendBreak:
             guard qemuReady else { return [.notice("QEMU is not ready yet")] }
             mode = .sysrq

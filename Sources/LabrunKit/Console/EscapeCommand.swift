@@ -6,6 +6,7 @@ public enum EscapeCommand: Equatable, Sendable {
     case help
     case status
     case sendBreak
+    case suspend
     /// A key after Ctrl-a that means nothing: swallowed, with a hint.
     case unknown(UInt8)
 }
@@ -29,6 +30,7 @@ public enum EscapeKeys {
         case UInt8(ascii: "h"), UInt8(ascii: "H"), UInt8(ascii: "?"): .help
         case UInt8(ascii: "i"), UInt8(ascii: "I"): .status
         case UInt8(ascii: "b"), UInt8(ascii: "B"): .sendBreak
+        case UInt8(ascii: "z"), UInt8(ascii: "Z"): .suspend
         default: .unknown(byte)
         }
     }
@@ -36,6 +38,7 @@ public enum EscapeKeys {
     public static let table: [Entry] = [
         Entry(keys: "x", summary: "quit: shut the VM down (QMP quit) and leave labrun"),
         Entry(keys: "s", summary: "snapshot now: asks for a name (Enter accepts the default, Esc cancels)"),
+        Entry(keys: "z", summary: "suspend: save the whole VM to disk and quit; the next boot resumes it"),
         Entry(keys: "c", summary: "switch to the QEMU monitor, (qemu) prompt; Ctrl-a c again returns"),
         Entry(keys: "i", summary: "status: QEMU pid, run state, uptime, run directory"),
         Entry(keys: "b", summary: "SysRq: the next key is sent as Alt-SysRq-KEY on the guest keyboard (h: help)"),

@@ -21,6 +21,7 @@ public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case exec
     /// Answered once the guest agent is up (the guest has booted).
     case waitReady = "wait-ready"
+    case suspend
 }
 
 /// What a client asks of the supervisor.
@@ -32,6 +33,8 @@ public enum ControlCommand: Equatable, Sendable {
     /// A shell command line to run in the guest, and its time limit in seconds (0: none).
     case exec(command: String, timeout: Int)
     case snapshot(SnapshotRequest)
+    /// Save the whole VM to disk and end QEMU; the next boot resumes it.
+    case suspend
 }
 
 public struct ControlRequest: Equatable, Sendable {
@@ -60,6 +63,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .status: w.op = .status
         case .stop: w.op = .stop
         case .waitReady: w.op = .waitReady
+        case .suspend: w.op = .suspend
         case .exec(let line, let timeout): w.op = .exec; w.command = line; w.timeout = timeout
         case .snapshot(.list): w.op = .snapshotList
         case .snapshot(.create(let name, let force, let diskOnly)):
@@ -76,6 +80,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .status: command = .status
         case .stop: command = .stop
         case .waitReady: command = .waitReady
+        case .suspend: command = .suspend
         case .exec: command = .exec(command: w.command ?? "", timeout: w.timeout ?? 0)
         case .snapshotList: command = .snapshot(.list)
         // A missing name is the empty name, which the snapshot rules refuse.

@@ -12,6 +12,8 @@ public struct BootOptions: Sendable, Equatable {
     public var dryRun = false
     /// Resume from this snapshot (`-loadvm`).
     public var loadSnapshot: String?
+    /// Resume the VM `labrun suspend` saved (`-incoming defer`, then its state file).
+    public var resumeSuspended = false
 
     public init() {}
 }

@@ -148,7 +148,10 @@ public struct LabController {
             let offline = try offlineSnapshots()
             do { outcome = try offline.perform(request) } catch { throw error.asLabrunError }
             switch outcome {
-            case .restored(let s, _, _, let resumes, _): try setPendingResume(resumes ? s.name : nil)
+            case .restored(let s, _, _, let resumes, _):
+                // The disk went back: a suspended VM's state no longer fits it.
+                SuspendedState.discard(in: lab)
+                try setPendingResume(resumes ? s.name : nil)
             case .deleted(let name, _) where pendingResume == name: try setPendingResume(nil)
             default: break
             }

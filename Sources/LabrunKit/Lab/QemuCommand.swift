@@ -96,6 +96,7 @@ public struct QemuCommand: Sendable {
         }
         if options.waitForGdb { a += ["-S"] }
         if let snap = options.loadSnapshot { a += ["-loadvm", snap] }
+        if options.resumeSuspended { a += ["-incoming", "defer"] }
         return a
     }
 

@@ -21,6 +21,8 @@ public final class QMPClient {
     private var nextId = 1
     /// Background jobs (snapshot-save, …) waiting for their JOB_STATUS_CHANGE "concluded".
     private var jobWaiters: [String: () -> Void] = [:]
+    /// One-shot event waiters: each gets every event until it returns true.
+    private var eventWaiters: [(String, JSONValue?) -> Bool] = []
     private var nextJob = 1
 
     /// Takes a connected, non-blocking socket.
@@ -98,6 +100,7 @@ public final class QMPClient {
             if name == "JOB_STATUS_CHANGE", data?["status"]?.string == "concluded", let id = data?["id"]?.string {
                 jobWaiters.removeValue(forKey: id)?()
             }
+            eventWaiters.removeAll { $0(name, data) }
             onEvent?(name, data)
         case .unrecognized:
             break
@@ -129,6 +132,25 @@ extension QMPClient: LoopPart {
 }
 
 extension QMPClient {
+    /// Calls `done` with the data of the next MIGRATION event whose status has ended
+    /// (completed, failed or cancelled). Needs the `events` migration capability.
+    func whenMigrationEnds(_ done: @escaping (String) -> Void) {
+        eventWaiters.append { name, data in
+            guard name == "MIGRATION", let status = data?["status"]?.string, ["completed", "failed", "cancelled"].contains(status) else { return false }
+            done(status)
+            return true
+        }
+    }
+
+    /// Turns on MIGRATION events (QEMU sends them only when asked).
+    func enableMigrationEvents(_ done: @escaping (String?) -> Void) {
+        let cap: JSONValue = .object(["capability": .string("events"), "state": .bool(true)])
+        send(QMPCommand("migrate-set-capabilities", ["capabilities": .array([cap])])) { r in
+            if case .failure(let e) = r { return done(e.desc) }
+            done(nil)
+        }
+    }
+
     /// Runs a QMP job (snapshot-save, snapshot-load, snapshot-delete): sends it with a fresh
     /// job id, waits for it to conclude, reads its error from query-jobs and dismisses it.
     /// `done` gets nil on success, else QEMU's reason. The waiter is registered before the

@@ -2,6 +2,8 @@
 public enum ExitReason: Equatable, Sendable, CustomStringConvertible {
     /// Ctrl-a x or `labrun stop`: the VM was shut down on request.
     case quit
+    /// `labrun suspend` or Ctrl-a z: the VM was saved to disk and QEMU ended.
+    case suspended
     /// QEMU exited by itself with status 0 (the guest powered off).
     case guestPoweroff
     /// labrun received a terminating signal; the VM was shut down gracefully.
@@ -11,7 +13,7 @@ public enum ExitReason: Equatable, Sendable, CustomStringConvertible {
 
     public var exitCode: Int32 {
         switch self {
-        case .quit, .guestPoweroff: 0
+        case .quit, .guestPoweroff, .suspended: 0
         case .signal(let s): 128 + s.rawValue
         case .qemuFailed: 1
         }
@@ -21,6 +23,7 @@ public enum ExitReason: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .quit: "the VM was shut down"
         case .guestPoweroff: "the guest powered off"
+        case .suspended: "the VM was suspended; `labrun boot` resumes it where it was"
         case .signal(let s): "stopped by \(s); the VM was shut down"
         case .qemuFailed(let why): why
         }

@@ -28,6 +28,7 @@ public final class Supervisor {
     private var parts: [any LoopPart]?
     private let agent = GuestAgent()
     private var operations: OperationQueue!
+    private var suspender: Suspender!
     private var console: ConsoleDesk!
 
     private var exitReason: ExitReason?
@@ -71,6 +72,7 @@ public final class Supervisor {
         relay = GuestRelay(pty: launch.console)
         console = ConsoleDesk(screen: screen, relay: relay, monitorPath: run.hmpSocket)
         console.onQuit = { [unowned self] in quit(.quit) }
+        console.onSuspend = { [unowned self] in suspender.request(from: nil) }
         console.statusLine = { [unowned self] in statusLine() }
         console.onSnapshot = { [unowned self] in operations.enqueue(.init(origin: .console, request: .create(name: $0))) }
         console.onSysRq = { [unowned self] key in qmp?.sendSysRq(key) { [unowned self] in screen.notice("SysRq \(key) failed: \($0)") } }
@@ -109,6 +111,9 @@ public final class Supervisor {
         operations.makeJob = { [unowned self] request, done in
             qmp.flatMap { $0.isReady ? LiveSnapshotJob(request, qmp: $0, agent: agent, context: context, done: done) : nil }
         }
+        suspender = Suspender(operations: operations, control: control, screen: screen)
+        suspender.makeJob = { [unowned self] in qmp.flatMap { $0.isReady ? suspendJob($0) : nil } }
+        suspender.onSuspended = { [unowned self] in quit(.suspended) }
         watchdog = QemuWatchdog(pid: child.pid, image: lab.runtimePath)
         watchdog.busySince = { [unowned self] in qmp?.oldestPendingSince }
         watchdog.onProgress = { [unowned self] in operations.progress($0) }
@@ -179,7 +184,15 @@ public final class Supervisor {
         client.onReady = { [unowned self] in
             runState = "running"
             removeFile(run.resumeFile)
-            operations.qemuReady()
+            guard command.options.resumeSuspended else { return operations.qemuReady() }
+            let since = SuspendedState.of(lab)?.since ?? "earlier"
+            suspendJob(client).resume { [unowned self] why in
+                if let why { return quit(.qemuFailed("the suspended VM could not be resumed: \(why); `labrun boot --cold` discards it")) }
+                SuspendedState.discard(in: lab); agent.assumeReady()
+                agentRequests.setGuestClock()
+                screen.notice("resumed the VM suspended at \(since)")
+                operations.qemuReady()
+            }
         }
         qmp = client
     }
@@ -222,7 +235,13 @@ public final class Supervisor {
             agentRequests.submit(request.command, from: id)
         case .snapshot(let r):
             operations.enqueue(.init(origin: .control(id), request: r))
+        case .suspend:
+            suspender.request(from: id)
         }
+    }
+
+    private func suspendJob(_ q: QMPClient) -> SuspendJob {
+        SuspendJob(qmp: q, agent: agent, lab: lab, shape: command.shape, shareExported: command.options.shared != nil)
     }
 
     private func statusLine() -> String {

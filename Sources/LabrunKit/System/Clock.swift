@@ -15,3 +15,10 @@ public func sleepSeconds(_ s: Double) {
         ts = rest
     }
 }
+
+/// The wall clock in seconds since 1970. The corresponding C function is `clock_gettime`.
+public func wallClockSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
