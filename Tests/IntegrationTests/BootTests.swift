@@ -42,8 +42,9 @@ struct BootTests {
         try session.expect("SysRq: press the command key")
         try session.send("h")
         try session.expect("sysrq: HELP", timeout: 10)
-        try session.send([0x01, UInt8(ascii: "z")])
-        try session.expect("Ctrl-a z does nothing")
+        // (Ctrl-a z was the unused key here until issue 11 made it suspend.)
+        try session.send([0x01, UInt8(ascii: "q")])
+        try session.expect("Ctrl-a q does nothing")
         try session.send([0x01, UInt8(ascii: "h")])
         try session.expect("Ctrl-a c again returns")
         // A literal Ctrl-a reaches the guest: ash shows it as ^A in `cat -v`.

@@ -15,7 +15,8 @@ import Testing
         (UInt8(ascii: "?"), .help),
         (UInt8(ascii: "i"), .status),
         (UInt8(ascii: "b"), .sendBreak),
-        (UInt8(ascii: "z"), .unknown(UInt8(ascii: "z"))),
+        (UInt8(ascii: "q"), .unknown(UInt8(ascii: "q"))),
+        (UInt8(ascii: "z"), .suspend),
     ])
     func commandKeys(key: UInt8, command: EscapeCommand) {
         var p = EscapeParser()
