@@ -29,6 +29,7 @@ RUNS = {
     "live": 10,        # create / restore / delete cycles (half with each lab under labrun)
     "offline": 9,
     "boot": 6,
+    "suspend": 5,
     "cli": 31,
 }
 THROUGHPUT_BYTES = 256 << 20
@@ -607,6 +608,45 @@ class Bench:
                  baseline_samples=[round(x, 3) for x in plain],
                  note="issue 2 asks <= 1.10 and about 5 s; time from spawn until 'root@lab:' on the pty")
 
+    def shell_answers(self, s, timeout=30):
+        """Seconds from the session's spawn until the guest's shell answers a command."""
+        s.send(b"echo r$((6*7))\r")
+        return (s.expect(b"r42", timeout) - s.t0) / 1e9
+
+    def fig_suspend(self):
+        n = RUNS["suspend"]
+        log(f"5b boot of a suspended VM (issue 11) vs a cold boot, both to a shell answer, {n} runs each")
+        self.note_foreign('suspend')
+        lab = self.new_lab("suspend")
+        resumed, cold = [], []
+        for i in range(n):
+            for which in (("resume", "cold") if i % 2 == 0 else ("cold", "resume")):
+                if which == "cold":
+                    s = self.labrun_boot(lab, name="labrun cold boot")
+                    s.expect(READY, 60)
+                    s.expect(PROMPT, 30)
+                    cold.append(self.shell_answers(s))
+                    self.quit_labrun(s)
+                    continue
+                # Suspend a booted VM, then time the boot that resumes it.
+                s = self.labrun_boot(lab, name="labrun to suspend")
+                s.expect(READY, 60)
+                s.expect(PROMPT, 30)
+                capture([self.labrun, "--lab", lab, "suspend"], env=self.env)
+                if s.wait_exit(20) is None:
+                    raise BenchError("labrun did not end after `labrun suspend`")
+                self.finish(s)
+                s = self.labrun_boot(lab, name="labrun resume")
+                s.expect(b"resumed the VM", 30)
+                resumed.append(self.shell_answers(s))
+                self.quit_labrun(s)
+            log(f"  run {i + 1}: resumed {resumed[-1]:.3f} s, cold {cold[-1]:.3f} s")
+        v, b = median(resumed), median(cold)
+        self.add("boot of a suspended VM to a shell answer", round(v, 3), "s", round(b, 3), round(v / b, 3), "< 1 s",
+                 v < 1, runs=n, samples=[round(x, 3) for x in resumed], baseline_samples=[round(x, 3) for x in cold],
+                 note="`labrun suspend`, then time from spawning `labrun boot` until the resumed shell answers "
+                      "`echo $((6*7))`; baseline: a cold `labrun boot` of the same lab to the same answer")
+
     # --- 3 live snapshots + 6 idle cost -----------------------------------------------------
 
     def measure_idle(self, sup):
@@ -852,7 +892,7 @@ def main():
     ap.add_argument("--labrun", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", default="", help="comma list: throughput,keystroke,noqmp,boot,live,offline,cli")
+    ap.add_argument("--only", default="", help="comma list: throughput,keystroke,noqmp,boot,suspend,live,offline,cli")
     a = ap.parse_args()
     REG = Registry(os.path.join(a.work, "pids"))
     WORK = a.work
@@ -872,6 +912,7 @@ def main():
         if want("keystroke"): b.fig_keystroke()
         if want("noqmp"): b.fig_noqmp_idle()
         if want("boot"): b.fig_boot()
+        if want("suspend"): b.fig_suspend()
         if want("live"): b.fig_live()
         if want("offline"): b.fig_offline()
         if want("cli"): b.fig_cli()
