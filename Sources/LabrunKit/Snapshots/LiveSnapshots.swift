@@ -57,22 +57,10 @@ public final class LiveSnapshotJob {
         if diskOnly {
             return replaceFirst(replacing, name) { [self] in takeDiskSnapshot(name) }
         }
-        step("query-migrate")
-        qmp.send(.queryMigrate) { [self] r in
-            let reasons = ((try? r.get())?["blocked-reasons"]?.array ?? []).compactMap(\.string)
-            guard !reasons.isEmpty else { return replaceFirst(replacing, name) { [self] in saveVM(name, shareUnmounted: false) } }
-            let shareOnly = context.shareExported && reasons.allSatisfy { $0.contains("VirtFS") }
-            guard shareOnly else {
-                return createFailed(name, reasons.joined(separator: "; ") + (context.shareExported ? "; `--disk-only` takes a disk-only snapshot" : ""))
-            }
-            guard agent.isReady else {
-                return createFailed(name, "the shared folder is mounted at /mnt and the guest agent is not running to unmount it: `umount /mnt` in the guest, or use --disk-only")
-            }
-            step("agent umount")
-            agent.setShareMounted(false) { [self] why in
-                if let why { return createFailed(name, "\(why); leave /mnt (e.g. `cd /`) and try again, or use --disk-only") }
-                replaceFirst(replacing, name) { [self] in saveVM(name, shareUnmounted: true) }
-            }
+        MigrationGate.open(qmp: qmp, agent: agent, shareExported: context.shareExported, alternative: ", or use --disk-only",
+                           step: { [self] in step($0) }) { [self] blocked, unmounted in
+            if let blocked { return createFailed(name, blocked) }
+            replaceFirst(replacing, name) { [self] in saveVM(name, shareUnmounted: unmounted) }
         }
     }
 

@@ -23,16 +23,9 @@ final class SuspendJob {
     /// Saves the VM; `done` gets nil once the state is on disk (the VM is then stopped and
     /// may be ended), else the reason (the VM runs on as before).
     func suspend(_ done: @escaping (String?) -> Void) {
-        qmp.send(.queryMigrate) { [self] r in
-            let reasons = ((try? r.get())?["blocked-reasons"]?.array ?? []).compactMap(\.string)
-            if reasons.isEmpty { return save(unmounted: false, done) }
-            guard shareExported, agent.isReady, reasons.allSatisfy({ $0.contains("VirtFS") }) else {
-                return done(reasons.joined(separator: "; "))
-            }
-            agent.setShareMounted(false) { [self] why in
-                if let why { return done("\(why); leave /mnt (e.g. `cd /`) and try again") }
-                save(unmounted: true, done)
-            }
+        MigrationGate.open(qmp: qmp, agent: agent, shareExported: shareExported) { [self] blocked, unmounted in
+            if let blocked { return done(blocked) }
+            save(unmounted: unmounted, done)
         }
     }
 
