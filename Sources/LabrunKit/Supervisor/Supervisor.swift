@@ -143,8 +143,6 @@ public final class Supervisor {
         run.cleanStale()
     }
 
-    // MARK: the loop
-
     private func loop() {
         var set = PollSet()
         while !(child.status != nil && !relay.isOpen) {
