@@ -22,6 +22,16 @@ public enum Messages {
         }
     }
 
+    /// "snapshot 'x' not created" and the like: what a failed request did not do.
+    static func notDone(_ request: SnapshotRequest) -> String {
+        switch request {
+        case .list: "snapshots not listed"
+        case .create(let n, _, _): "snapshot '\(n)' not created"
+        case .restore(let n): "snapshot '\(n)' not restored"
+        case .delete(let n): "snapshot '\(n)' not deleted"
+        }
+    }
+
     public static func text(of error: SnapshotError) -> String {
         switch error {
         case .badName(let why): return why
@@ -35,13 +45,7 @@ public enum Messages {
         case .shapeMismatch(let name, let recorded, let current):
             return "snapshot '\(name)' was taken in a VM with \(recorded), this one has \(current): stop it and boot with `labrun boot \(recorded.bootFlags)` to restore it"
         case .failed(let request, let detail, let hint):
-            let what: String = switch request {
-            case .list: "snapshots not listed"
-            case .create(let n, _, _): "snapshot '\(n)' not created"
-            case .restore(let n): "snapshot '\(n)' not restored"
-            case .delete(let n): "snapshot '\(n)' not deleted"
-            }
-            return request == .list ? detail : "\(what): \(detail)\(hint)"
+            return request == .list ? detail : "\(notDone(request)): \(detail)\(hint)"
         case .restoreFailed(let name, let detail, let outcome):
             return "snapshot '\(name)' not restored: \(detail); \(outcome)"
         case .other(let e): return e.message

@@ -31,6 +31,8 @@ final class OperationQueue {
     private var running: (op: Operation, job: LiveSnapshotJob, abandoned: Bool)?
     /// Why QEMU does not answer, while it does not.
     private var hung: String?
+    /// QMP has answered its handshake once: operations can start.
+    private var startable = false
 
     var isIdle: Bool { running == nil && waiting.isEmpty }
 
@@ -44,8 +46,6 @@ final class OperationQueue {
         waiting.append(op)
         startNext()
     }
-
-    private var startable = false
 
     /// QMP is ready: start what waits.
     func qemuReady() {
@@ -95,7 +95,10 @@ final class OperationQueue {
     /// snapshot made late is removed again; anything else is only noted.
     private func lateResult(_ op: Operation, _ result: Result<SnapshotOutcome, SnapshotError>) {
         guard case .success(.created(let name, _, _, _, _)) = result else {
-            let text = (try? result.get()).flatMap(Messages.text(of:)) ?? (result.failureText ?? "")
+            let text: String = switch result {
+            case .success(let outcome): Messages.text(of: outcome) ?? ""
+            case .failure(let error): Messages.text(of: error)
+            }
             if !text.isEmpty { notice("QEMU answers again; the operation it was stuck in ended: \(text)") }
             return
         }
@@ -143,20 +146,6 @@ final class OperationQueue {
 
     /// The one line a client gets when QEMU hangs under its request (nil: not a snapshot request).
     static func hungLine(_ request: SnapshotRequest?, _ why: String) -> String {
-        let what: String = switch request {
-        case nil: "no answer from the guest"
-        case .list: "snapshots not listed"
-        case .create(let n, _, _): "snapshot '\(n)' not created"
-        case .restore(let n): "snapshot '\(n)' not restored"
-        case .delete(let n): "snapshot '\(n)' not deleted"
-        }
-        return "\(what): \(why); `labrun stop` ends it (`labrun status` shows its state)"
-    }
-}
-
-extension Result where Failure == SnapshotError {
-    var failureText: String? {
-        if case .failure(let e) = self { return Messages.text(of: e) }
-        return nil
+        "\(request.map(Messages.notDone) ?? "no answer from the guest"): \(why); `labrun stop` ends it (`labrun status` shows its state)"
     }
 }
