@@ -5,6 +5,9 @@
 final class AgentRequests: LoopPart {
     let agent: GuestAgent
     var reply: (ControlServer.ConnectionID, ControlResponse) -> Void = { _, _ in }
+    /// Whether requests may go to the guest now: its agent is up (and the supervisor is not
+    /// holding them back while it keeps the boot checkpoint).
+    lazy var guestReady: () -> Bool = { [unowned self] in agent.isReady }
     /// False once QEMU has ended: nothing waits any longer.
     var qemuRunning: () -> Bool = { true }
     let agentWait: Double
@@ -46,7 +49,7 @@ final class AgentRequests: LoopPart {
 
     func submit(_ command: ControlCommand, from id: ControlServer.ConnectionID) {
         if let hung { return reply(id, .failure(LabrunError(hung))) }
-        if agent.isReady { return dispatch(command, id) }
+        if guestReady() { return dispatch(command, id) }
         reply(id, .progress("waiting for the guest to boot (its agent is not up yet)"))
         waiting.append((command, id, monotonicSeconds() + agentWait))
     }
@@ -65,6 +68,17 @@ final class AgentRequests: LoopPart {
         }
     }
 
+    /// After a resume the guest's random pool is the saved one (every resume of a checkpoint
+    /// would draw the same numbers): mix 64 bytes of the host's randomness into it. The
+    /// kernel's early-boot reseed interval (about a second) then carries them into the CRNG.
+    func reseedGuestRandom() {
+        let octal = hostRandomBytes(64).map { "\\" + String($0, radix: 8) }.joined()
+        agent.exec("printf '\(octal)' >/dev/urandom", timeout: 10) { [unowned self] event in
+            if case .failed(let why) = event { notice("could not reseed the guest's random pool: \(why)") }
+            switch event { case .exit, .failed, .disconnected: return true; default: return false }
+        }
+    }
+
     /// The agent said hello (at boot, or after a guest reboot): what waited goes ahead, and
     /// the share is mounted if exported.
     func agentStarted() {
@@ -79,7 +93,7 @@ final class AgentRequests: LoopPart {
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
         guard !waiting.isEmpty else { return }
-        if agent.isReady {
+        if guestReady() {
             let ready = waiting
             waiting.removeAll()
             for w in ready { dispatch(w.command, w.id) }

@@ -121,6 +121,12 @@ public final class GuestAgent {
         for (_, h) in waiting { _ = h(.failed(why)) }
     }
 
+    /// A new QEMU is starting: the next agent has to say hello first.
+    public func reset() {
+        close()
+        presumedUp = false
+    }
+
     public func close() {
         fd?.close()
         fd = nil

@@ -28,12 +28,7 @@ extension LabrunCLI {
         let suspended = SuspendedState.of(lab)
         if let suspended, !a.flag("cold") {
             // Resume in the shape it was suspended in, whatever the flags say.
-            options.memoryMiB = suspended.shape.memoryMiB
-            options.cpus = suspended.shape.cpus
-            options.accel = suspended.shape.cpu == "host" ? .kvm : .tcg
-            options.shared = suspended.shape.share ? (options.shared ?? lab.sharedPath) : nil
-            options.loadSnapshot = nil
-            options.resumeSuspended = true
+            options = options.resuming(suspended, in: lab)
         }
 
         let command = try QemuCommand(lab: lab, options: options)
@@ -108,6 +103,8 @@ extension LabrunCLI {
                 try? controller.setPendingResume(nil)
             }
         }
+        // A fresh runtime layer resumes the golden image's boot checkpoint, or boots cold and keeps one.
+        options = try BootPlanner.plan(lab, options, cold: a.flag("cold")) { printError($0) }
         let final = try QemuCommand(lab: lab, options: options)
         let supervisor = Supervisor(lab: lab, command: final)
         let reason = try supervisor.runUntilExit()

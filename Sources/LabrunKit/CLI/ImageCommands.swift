@@ -5,58 +5,39 @@ extension LabrunCLI {
         let a = try ArgumentSpec(flags: ["yes", "force", "undo"]).parse(args, command: "reset")
         let controller = try context.controller()
         let lab = controller.lab
-        // Everything is checked and confirmed before a running VM is stopped: a refusal or a
-        // "no" must leave the VM running.
+        // Everything is checked and confirmed before a running VM is touched: a refusal or a
+        // "no" must leave the VM running. A running VM is reset in place (its console stays
+        // open); --force stops it instead and resets offline.
         var running = false
         if case .live(let link) = try controller.route(for: "reset the runtime layer") {
             link.close()
-            guard a.flag("force") else {
-                throw LabrunError("the VM is running: `labrun stop` first, or `labrun reset --force` to stop it and reset")
-            }
             running = true
         }
+        let inPlace = running && !a.flag("force")
+        let how = inPlace ? " The VM restarts in place; its console stays open." : (running ? " The running VM is stopped first." : "")
         if a.flag("undo") {
             guard fileExists(lab.undoPath) else { throw LabrunError("nothing to undo: no previous runtime layer (\(Lab.undoName))") }
-            try confirm("Swap the runtime layer with the one saved by the last reset?" + (running ? " The running VM is stopped first." : ""), a.flag("yes"))
+            try confirm("Swap the runtime layer with the one saved by the last reset?" + how, a.flag("yes"))
         } else {
             guard fileExists(lab.goldenPath) else { throw LabrunError("no golden image at \(lab.goldenPath): build the default guest with `make guest`") }
             if fileExists(lab.runtimePath) {
                 let snapshots = running ? liveSnapshotCount(controller) : ((try? controller.offlineSnapshots().list())?.count ?? 0)
                 try confirm("Reset \(Lab.runtimeName) to the golden image? Its changes and \(snapshots) snapshot(s) move to \(Lab.undoName) (one undo step, `labrun reset --undo`)."
-                            + (running ? " The running VM is stopped first." : ""), a.flag("yes"))
+                            + how, a.flag("yes"))
             }
+        }
+        if inPlace {
+            guard let link = controller.supervisor() else { throw LabrunError("the VM stopped meanwhile; nothing changed: run `labrun reset` again") }
+            let r = try link.send(.reset(undo: a.flag("undo")))
+            say(r.message ?? "reset")
+            return 0
         }
         if running {
             printError("stopping the running VM first (--force)")
             if let link = controller.supervisor() { try controller.stopRunning(over: link) }
             try ImageLock.requireUnlocked(controller.layerPaths, action: "reset the runtime layer")
         }
-        if a.flag("undo") {
-            let swap = lab.runtimePath + ".swap"
-            do {
-                if fileExists(lab.runtimePath) { try renameFile(lab.runtimePath, swap) }
-                try renameFile(lab.undoPath, lab.runtimePath)
-                if fileExists(swap) { try renameFile(swap, lab.undoPath) }
-            } catch { throw error.asLabrunError }
-            try controller.setPendingResume(nil)
-            SuspendedState.discard(in: lab)
-            say("restored the previous runtime layer; the one it replaced is now the undo step")
-            return 0
-        }
-        if fileExists(lab.runtimePath) {
-            do { try renameFile(lab.runtimePath, lab.undoPath) } catch { throw error.asLabrunError }
-        }
-        do {
-            _ = try controller.ensureRuntimeLayer()
-            if lab.config.goldenID != nil { try lab.recordGoldenIdentity() }
-        } catch {
-            // Put the old layer back rather than leave the lab without one.
-            if fileExists(lab.undoPath) && !fileExists(lab.runtimePath) { try? renameFile(lab.undoPath, lab.runtimePath) }
-            throw error
-        }
-        try controller.setPendingResume(nil)
-        SuspendedState.discard(in: lab)
-        say("reset: a fresh \(Lab.runtimeName) on the golden image" + (fileExists(lab.undoPath) ? "; the previous one is kept as \(Lab.undoName) (`labrun reset --undo`)" : ""))
+        say(a.flag("undo") ? try controller.undoReset() : try controller.resetRuntimeLayer())
         return 0
     }
 
@@ -238,7 +219,9 @@ extension LabrunCLI {
         if let append = source.config.append { conf += "append = \(append)\n" }
         do { try conf.write(toFile: lab.root + "/lab.conf") } catch { throw error.asLabrunError }
         // Which golden image the new runtime layer was made on: boot refuses if it is rebuilt.
-        try Lab.open(lab.root).recordGoldenIdentity()
+        let made = try Lab.open(lab.root)
+        try made.recordGoldenIdentity()
+        FreshRuntime.mark(made)
         say("created lab \(lab.root): its runtime layer is backed by \(source.goldenPath); boot it with `labrun --lab \(lab.root) boot`")
         return 0
     }

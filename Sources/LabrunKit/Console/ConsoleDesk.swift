@@ -6,12 +6,14 @@ import FoundationEssentials
 final class ConsoleDesk {
     private(set) var mux = ConsoleMux()
     let screen: Screen
-    let relay: GuestRelay
+    /// Keys for the guest (the current QEMU's console).
+    var toGuest: ([UInt8]) -> Void = { _ in }
     let monitorPath: String
     private(set) var monitor: MonitorView? { didSet { onMonitorChanged() } }
 
     var onQuit: () -> Void = {}
     var onSuspend: () -> Void = {}
+    var onReset: () -> Void = {}
     var statusLine: () -> String = { "" }
     var onSnapshot: (String) -> Void = { _ in }
     var onSysRq: (String) -> Void = { _ in }
@@ -20,9 +22,8 @@ final class ConsoleDesk {
     /// The monitor view came or went (the loop's parts change).
     var onMonitorChanged: () -> Void = {}
 
-    init(screen: Screen, relay: GuestRelay, monitorPath: String) {
+    init(screen: Screen, monitorPath: String) {
         self.screen = screen
-        self.relay = relay
         self.monitorPath = monitorPath
     }
 
@@ -43,7 +44,7 @@ final class ConsoleDesk {
     private func apply(_ intents: [ConsoleIntent]) {
         for intent in intents {
             switch intent {
-            case .toGuest(let keys): relay.send(keys)
+            case .toGuest(let keys): toGuest(keys)
             case .toMonitor(let keys): monitor?.send(keys)
             case .show(let bytes): screen.guest(bytes)
             case .echo(let bytes): screen.raw(bytes)
@@ -51,6 +52,7 @@ final class ConsoleDesk {
             case .prompt(let text): screen.prompt(text)
             case .quit: onQuit()
             case .suspend: onSuspend()
+            case .reset: onReset()
             case .status: screen.notice(statusLine(), now: true)
             case .createSnapshot(let name): onSnapshot(name)
             case .openMonitor: openMonitor()

@@ -14,6 +14,8 @@ public enum ConsoleIntent: Equatable, Sendable {
     case prompt(String)
     case quit
     case suspend
+    /// Reset the VM in place to the golden image (after the user said yes).
+    case reset
     case status
     case createSnapshot(name: String)
     /// Connect to the monitor; the supervisor answers with `monitorOpened()` or a notice.
@@ -33,6 +35,8 @@ public struct ConsoleMux: Sendable {
         case prompt(LineEditor, defaultName: String)
         case monitor
         case sysrq
+        /// A y/N question (Ctrl-a r): the next key answers it.
+        case confirmReset
     }
 
     public private(set) var mode: Mode = .console
@@ -42,7 +46,7 @@ public struct ConsoleMux: Sendable {
 
     public init() {}
 
-    public var isHolding: Bool { mode != .console && mode != .sysrq }
+    public var isHolding: Bool { mode != .console && mode != .sysrq && mode != .confirmReset }
 
     /// Guest output: shown at once, or held while a prompt or the monitor is up.
     public mutating func guest(_ bytes: [UInt8]) -> [ConsoleIntent] {
@@ -75,6 +79,14 @@ public struct ConsoleMux: Sendable {
                     out.append(.echo([0x0D, 0x0A]))
                     out += backToConsole(notice: nil)
                     out.append(.createSnapshot(name: text.isEmpty ? def : text))
+                }
+            case .confirmReset:
+                let b = rest.removeFirst()
+                mode = .console
+                if b == UInt8(ascii: "y") || b == UInt8(ascii: "Y") {
+                    out += [.echo(Array("y\r\n".utf8)), .notice("resetting the VM to the golden image"), .reset]
+                } else {
+                    out += [.echo([0x0D, 0x0A]), .notice("reset cancelled")]
                 }
             case .sysrq:
                 let b = rest.removeFirst()
@@ -127,6 +139,11 @@ public struct ConsoleMux: Sendable {
             return [.status]
         case .suspend:
             return [.notice("suspending: saving the VM's state"), .suspend]
+        case .reset:
+            var out: [ConsoleIntent] = mode == .monitor ? [.closeMonitor] : []
+            mode = .confirmReset
+            out.append(.prompt("Reset the VM to the golden image? The runtime layer becomes the undo step (`labrun reset --undo`). [y/N] "))
+            return out
         case .sendBreak:
             guard qemuReady else { return [.notice("QEMU is not ready yet")] }
             mode = .sysrq

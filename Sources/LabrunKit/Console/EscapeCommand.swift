@@ -7,6 +7,7 @@ public enum EscapeCommand: Equatable, Sendable {
     case status
     case sendBreak
     case suspend
+    case reset
     /// A key after Ctrl-a that means nothing: swallowed, with a hint.
     case unknown(UInt8)
 }
@@ -31,6 +32,7 @@ public enum EscapeKeys {
         case UInt8(ascii: "i"), UInt8(ascii: "I"): .status
         case UInt8(ascii: "b"), UInt8(ascii: "B"): .sendBreak
         case UInt8(ascii: "z"), UInt8(ascii: "Z"): .suspend
+        case UInt8(ascii: "r"), UInt8(ascii: "R"): .reset
         default: .unknown(byte)
         }
     }
@@ -39,6 +41,7 @@ public enum EscapeKeys {
         Entry(keys: "x", summary: "quit: shut the VM down (QMP quit) and leave labrun"),
         Entry(keys: "s", summary: "snapshot now: asks for a name (Enter accepts the default, Esc cancels)"),
         Entry(keys: "z", summary: "suspend: save the whole VM to disk and quit; the next boot resumes it"),
+        Entry(keys: "r", summary: "reset: back to the golden image's boot checkpoint, console kept (asks y/N)"),
         Entry(keys: "c", summary: "switch to the QEMU monitor, (qemu) prompt; Ctrl-a c again returns"),
         Entry(keys: "i", summary: "status: QEMU pid, run state, uptime, run directory"),
         Entry(keys: "b", summary: "SysRq: the next key is sent as Alt-SysRq-KEY on the guest keyboard (h: help)"),

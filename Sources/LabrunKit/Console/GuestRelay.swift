@@ -67,5 +67,13 @@ final class GuestRelay: LoopPart {
 
     func resize(to size: WindowSize) { size.apply(to: pty) }
 
-    func close() { pty.close() }
+    private var closed = false
+
+    /// Closes the pty primary (once: a relaunch closes it before the supervisor's clean-up).
+    func close() {
+        guard !closed else { return }
+        closed = true
+        isOpen = false
+        pty.close()
+    }
 }

@@ -22,6 +22,8 @@ public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     /// Answered once the guest agent is up (the guest has booted).
     case waitReady = "wait-ready"
     case suspend
+    /// Reset the running VM in place (`undo`: back to the previous runtime layer).
+    case reset
 }
 
 /// What a client asks of the supervisor.
@@ -35,6 +37,9 @@ public enum ControlCommand: Equatable, Sendable {
     case snapshot(SnapshotRequest)
     /// Save the whole VM to disk and end QEMU; the next boot resumes it.
     case suspend
+    /// Start the VM again on a fresh runtime layer (or, `undo`, on the previous one), in
+    /// place: the console stays open.
+    case reset(undo: Bool)
 }
 
 public struct ControlRequest: Equatable, Sendable {
@@ -55,6 +60,7 @@ public struct ControlRequest: Equatable, Sendable {
         var diskOnly: Bool?
         var command: String?
         var timeout: Int?
+        var undo: Bool?
     }
 
     private var wire: Wire {
@@ -64,6 +70,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .stop: w.op = .stop
         case .waitReady: w.op = .waitReady
         case .suspend: w.op = .suspend
+        case .reset(let undo): w.op = .reset; w.undo = undo
         case .exec(let line, let timeout): w.op = .exec; w.command = line; w.timeout = timeout
         case .snapshot(.list): w.op = .snapshotList
         case .snapshot(.create(let name, let force, let diskOnly)):
@@ -81,6 +88,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .stop: command = .stop
         case .waitReady: command = .waitReady
         case .suspend: command = .suspend
+        case .reset: command = .reset(undo: w.undo ?? false)
         case .exec: command = .exec(command: w.command ?? "", timeout: w.timeout ?? 0)
         case .snapshotList: command = .snapshot(.list)
         // A missing name is the empty name, which the snapshot rules refuse.

@@ -61,6 +61,12 @@ public struct QemuImg: Sendable {
         try run(["create", "-q", "-f", "qcow2", "-F", backingFormat, "-b", backing, imageArgument(path)])
     }
 
+    /// `qemu-img rebase -u -F FORMAT -b BACKING PATH`: rewrites only the backing file name in
+    /// the header (the data is already right for it).
+    public func setBacking(path: String, backing: String, backingFormat: String) throws(LabrunError) {
+        try run(["rebase", "-u", "-F", backingFormat, "-b", backing, imageArgument(path)])
+    }
+
     /// `qemu-img check --output=json [-r leaks]`. Only a failure to start qemu-img throws; every
     /// qemu-img outcome, including "locked" and "unsupported", is in the result.
     public func check(_ path: String, repair: Bool) throws(LabrunError) -> CheckResult {

@@ -14,6 +14,30 @@ public struct BootOptions: Sendable, Equatable {
     public var loadSnapshot: String?
     /// Resume the VM `labrun suspend` saved (`-incoming defer`, then its state file).
     public var resumeSuspended = false
+    /// The boot checkpoint: resume it, or keep one once the guest is up.
+    public var checkpoint: CheckpointPlan = .none
 
     public init() {}
+
+    /// The boot resumes the boot checkpoint (QEMU waits for its state: `-incoming defer`).
+    public var resumesCheckpoint: Bool {
+        if case .resume = checkpoint { return true }
+        return false
+    }
+}
+
+extension BootOptions {
+    /// These options changed to resume `suspended` in the shape it was saved in, whatever the
+    /// flags said.
+    public func resuming(_ suspended: SuspendedState, in lab: Lab) -> BootOptions {
+        var o = self
+        o.memoryMiB = suspended.shape.memoryMiB
+        o.cpus = suspended.shape.cpus
+        o.accel = suspended.shape.cpu == "host" ? .kvm : .tcg
+        o.shared = suspended.shape.share ? (shared ?? lab.sharedPath) : nil
+        o.loadSnapshot = nil
+        o.checkpoint = .none
+        o.resumeSuspended = true
+        return o
+    }
 }

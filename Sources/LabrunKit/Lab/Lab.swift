@@ -56,6 +56,9 @@ public struct Lab: Sendable {
     public var goldenPath: String { resolve(config.golden) ?? root + "/" + Lab.goldenName }
     public var runtimePath: String { root + "/" + Lab.runtimeName }
     public var undoPath: String { root + "/" + Lab.undoName }
+    /// The backing file name a runtime layer records: relative when the golden image sits in
+    /// the lab (so the lab can move), else its path.
+    public var runtimeBacking: String { parentDirectory(goldenPath) == root ? Lab.goldenName : goldenPath }
     public var sharedPath: String { resolve(config.shared) ?? root + "/shared" }
     public var guestBuildDirectory: String { root + "/guest-build" }
 

@@ -25,10 +25,13 @@ public struct LabConfig: Equatable, Sendable {
     public var gdbPort: Int = 1234
     public var sshPort: Int?
     public var shared: String?
+    /// Where boot checkpoints live (default: `.labrun-checkpoints` beside the golden image);
+    /// "off" keeps none.
+    public var checkpoints: String?
 
     public init() {}
 
-    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared"]
+    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared", "checkpoints"]
 
     public static func parse(_ text: String, file: String = "lab.conf") throws(LabrunError) -> LabConfig {
         var c = LabConfig()
@@ -54,6 +57,7 @@ public struct LabConfig: Equatable, Sendable {
             case "golden": c.golden = value
             case "golden_id": c.goldenID = value
             case "shared": c.shared = value
+            case "checkpoints": c.checkpoints = value
             case "gdb_port": guard let p = Int(value), (1...65535).contains(p) else { throw bad("expected a port 1-65535") }; c.gdbPort = p
             case "ssh_port": guard let p = Int(value), (1...65535).contains(p) else { throw bad("expected a port 1-65535") }; c.sshPort = p
             default: throw LabrunError("\(file):\(n + 1): unknown key \"\(key.prefix(40))\" (known: \(keys.joined(separator: ", ")))")

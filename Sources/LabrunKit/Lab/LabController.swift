@@ -208,8 +208,8 @@ public struct LabController {
         guard fileExists(lab.goldenPath) else {
             throw LabrunError("no golden image at \(lab.goldenPath): build the default guest with `make guest`")
         }
-        let backing = parentDirectory(lab.goldenPath) == lab.root ? Lab.goldenName : lab.goldenPath
-        try qemuImg().createOverlay(path: lab.runtimePath, backing: backing, backingFormat: "qcow2")
+        try qemuImg().createOverlay(path: lab.runtimePath, backing: lab.runtimeBacking, backingFormat: "qcow2")
+        FreshRuntime.mark(lab)
         return true
     }
 
@@ -248,5 +248,41 @@ public struct LabController {
             sleepSeconds(0.05)
         }
         throw LabrunError("the VM did not stop within \(Int(seconds)) s; see `labrun status`")
+    }
+}
+
+extension LabController {
+    /// `reset`: the runtime layer (with a suspended VM's state, if any) becomes the one undo
+    /// step, and a fresh layer is made on the golden image. Returns the line that says so.
+    public func resetRuntimeLayer() throws(LabrunError) -> String {
+        if fileExists(lab.runtimePath) {
+            do { try renameFile(lab.runtimePath, lab.undoPath) } catch { throw error.asLabrunError }
+        }
+        do {
+            _ = try ensureRuntimeLayer()
+            if lab.config.goldenID != nil { try lab.recordGoldenIdentity() }
+        } catch {
+            // Put the old layer back rather than leave the lab without one.
+            if fileExists(lab.undoPath) && !fileExists(lab.runtimePath) { try? renameFile(lab.undoPath, lab.runtimePath) }
+            throw error
+        }
+        try setPendingResume(nil)
+        SuspendedState.moveToUndo(in: lab)
+        return "reset: a fresh \(Lab.runtimeName) on the golden image" + (fileExists(lab.undoPath) ? "; the previous one is kept as \(Lab.undoName) (`labrun reset --undo`)" : "")
+    }
+
+    /// `reset --undo`: the runtime layer and the undo step swap (each with its suspended VM).
+    public func undoReset() throws(LabrunError) -> String {
+        guard fileExists(lab.undoPath) else { throw LabrunError("nothing to undo: no previous runtime layer (\(Lab.undoName))") }
+        let swap = lab.runtimePath + ".swap"
+        do {
+            if fileExists(lab.runtimePath) { try renameFile(lab.runtimePath, swap) }
+            try renameFile(lab.undoPath, lab.runtimePath)
+            if fileExists(swap) { try renameFile(swap, lab.undoPath) }
+        } catch { throw error.asLabrunError }
+        try setPendingResume(nil)
+        FreshRuntime.clear(lab)
+        SuspendedState.swapWithUndo(in: lab)
+        return "restored the previous runtime layer; the one it replaced is now the undo step"
     }
 }

@@ -96,7 +96,7 @@ public struct QemuCommand: Sendable {
         }
         if options.waitForGdb { a += ["-S"] }
         if let snap = options.loadSnapshot { a += ["-loadvm", snap] }
-        if options.resumeSuspended { a += ["-incoming", "defer"] }
+        if options.resumeSuspended || options.resumesCheckpoint { a += ["-incoming", "defer"] }
         return a
     }
 

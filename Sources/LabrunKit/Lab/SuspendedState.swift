@@ -32,6 +32,36 @@ public struct SuspendedState: Codable, Equatable, Sendable {
         removeFile(statePath(lab) + ".part")
     }
 
+    /// The undo step's suspended VM (moved there by `reset` with its runtime layer).
+    static func undoPaths(_ lab: Lab) -> (state: String, info: String) {
+        (lab.root + "/.labrun-suspended-undo.state", lab.root + "/.labrun-suspended-undo.json")
+    }
+
+    /// `reset`: the current suspended VM (if any) goes with its layer into the undo step,
+    /// replacing the undo step's.
+    public static func moveToUndo(in lab: Lab) {
+        let undo = undoPaths(lab)
+        removeFile(undo.state); removeFile(undo.info)
+        if of(lab) != nil {
+            try? renameFile(statePath(lab), undo.state)
+            try? renameFile(infoPath(lab), undo.info)
+        }
+        discard(in: lab)
+    }
+
+    /// `reset --undo`: the layers swap, and so do their suspended VMs.
+    public static func swapWithUndo(in lab: Lab) {
+        let undo = undoPaths(lab)
+        let pairs = [(statePath(lab), undo.state), (infoPath(lab), undo.info)]
+        for (a, b) in pairs {
+            let tmp = a + ".swap"
+            removeFile(tmp)
+            if fileExists(a) { try? renameFile(a, tmp) }
+            if fileExists(b) { try? renameFile(b, a) }
+            if fileExists(tmp) { try? renameFile(tmp, b) }
+        }
+    }
+
     /// "2026-12-01 21:05:33" in local time.
     public var since: String {
         let t = CalendarTime.local(Int64(date))

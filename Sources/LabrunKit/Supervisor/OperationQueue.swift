@@ -144,6 +144,15 @@ final class OperationQueue {
         for op in all { deliver(op, .failure(.failed(op.request, detail: error.message))) }
     }
 
+    /// The VM is being started again in place (a reset): what waits fails now, and new
+    /// operations wait for the new QEMU's handshake.
+    func qemuRestarting(_ error: LabrunError) {
+        failAll(error)
+        closed = false
+        startable = false
+        hung = nil
+    }
+
     /// The one line a client gets when QEMU hangs under its request (nil: not a snapshot request).
     static func hungLine(_ request: SnapshotRequest?, _ why: String) -> String {
         "\(request.map(Messages.notDone) ?? "no answer from the guest"): \(why); `labrun stop` ends it (`labrun status` shows its state)"

@@ -3,37 +3,46 @@ import FoundationEssentials
 /// Wiring only: builds the parts, polls their interests, hands each part its readiness and
 /// deadlines, and ends with an exit reason. Each part owns one job (Console/, Agent/, QMP/,
 /// Control/, Process/, and the supervisor's own OperationQueue, SocketLinks, QemuWatchdog).
+/// The parts that belong to one QEMU (the pty, its stderr, the links, the watchdog, the
+/// teardown) are made by `launch`, again for each QEMU when the VM is reset in place.
 public final class Supervisor {
     public let lab: Lab
-    public let command: QemuCommand
+    public internal(set) var command: QemuCommand
     public let run: RunDirectory
-    private let input: FileDescriptor
-    private let screen: Screen
-    private let startedAt = monotonicSeconds()
+    let input: FileDescriptor
+    let screen: Screen
+    var startedAt = monotonicSeconds()
 
-    // The parts, built by `start`.
-    private var child: ChildProcess!
-    private var terminal: UserTerminal!
-    private var signals: SignalEvents!
-    private var control: ControlServer!
-    private var relay: GuestRelay!
-    private var keyboard: Keyboard!
-    private var qemuMessages: QemuMessages!
-    private var links: SocketLinks!
-    private var teardown: Teardown!
-    private var watchdog: QemuWatchdog!
-    private var agentRequests: AgentRequests!
-    private var qmp: QMPClient? { didSet { parts = nil } }
+    // The parts that live as long as the supervisor, built by `start`.
+    var terminal: UserTerminal!
+    var signals: SignalEvents!
+    var control: ControlServer!
+    var keyboard: Keyboard!
+    var agentRequests: AgentRequests!
+    var qmp: QMPClient? { didSet { parts = nil } }
     /// The parts the loop polls, rebuilt when a link comes or goes.
-    private var parts: [any LoopPart]?
-    private let agent = GuestAgent()
-    private var operations: OperationQueue!
-    private var suspender: Suspender!
-    private var console: ConsoleDesk!
+    var parts: [any LoopPart]?
+    let agent = GuestAgent()
+    var operations: OperationQueue!
+    var suspender: Suspender!
+    var console: ConsoleDesk!
 
-    private var exitReason: ExitReason?
-    private var runState = "starting"
-    private var exitNoted = false
+    // The parts of the current QEMU, built by `launch`.
+    var child: ChildProcess!
+    var relay: GuestRelay!
+    var qemuMessages: QemuMessages!
+    var links: SocketLinks!
+    var teardown: Teardown!
+    var watchdog: QemuWatchdog!
+    var checkpointer: BootCheckpointer?
+
+    /// A reset in place under way: the old QEMU is ending, a new one follows.
+    var relaunching: Relaunch?
+    var exitReason: ExitReason?
+    var runState = "starting"
+    var exitNoted = false
+    /// A resumed guest's clock and random pool are the saved ones: fixed once its agent answers.
+    var resumedGuestIsStale = false
 
     public init(lab: Lab, command: QemuCommand, input: FileDescriptor = .standardInput, output: FileDescriptor = .standardOutput) {
         self.lab = lab
@@ -54,39 +63,44 @@ public final class Supervisor {
     private func start() throws(LabrunError) {
         ignoreBrokenPipeSignal()
         try run.create()
-        let launch: QemuLaunch
         do {
             control = try ControlServer(path: run.controlSocket)
             signals = try SignalEvents([.interrupt, .terminate, .hangup, .windowChanged, .child, .quit])
-            launch = try QemuLaunch.start(command.spawnConfiguration(runDirectory: run), size: WindowSize.of(input))
         } catch {
             control?.close()
-            signals?.pipe.uninstall()
             throw LabrunError("cannot start \(command.qemuBinary): \(error)")
         }
-        child = launch.child
+        agentRequests = AgentRequests(agent: agent, control: control)
+        operations = OperationQueue(control: control, screen: screen)
+        console = ConsoleDesk(screen: screen, monitorPath: run.hmpSocket)
+        do { try launch() } catch {
+            control.close()
+            signals.pipe.uninstall()
+            throw error
+        }
         try? "\(currentProcessID)\n".write(toFile: run.pidFile)
         terminal = UserTerminal(input: input, output: screen.fd)
         if let w = terminal.warning { screen.notice("warning: " + w) }
 
-        relay = GuestRelay(pty: launch.console)
-        console = ConsoleDesk(screen: screen, relay: relay, monitorPath: run.hmpSocket)
+        console.toGuest = { [unowned self] in
+            relay.send($0)
+            checkpointer?.keysForwarded($0)
+        }
         console.onQuit = { [unowned self] in quit(.quit) }
         console.onSuspend = { [unowned self] in suspender.request(from: nil) }
+        console.onReset = { [unowned self] in beginRelaunch(.reset(undo: false, requester: nil)) }
         console.statusLine = { [unowned self] in statusLine() }
         console.onSnapshot = { [unowned self] in operations.enqueue(.init(origin: .console, request: .create(name: $0))) }
         console.onSysRq = { [unowned self] key in qmp?.sendSysRq(key) { [unowned self] in screen.notice("SysRq \(key) failed: \($0)") } }
         console.qemuReady = { [unowned self] in qmp?.isReady == true }
         console.onMonitorChanged = { [unowned self] in parts = nil }
-        relay.onOutput = { [unowned self] in console.guest($0) }
-        relay.canTakeOutput = { [unowned self] in console.canTakeOutput }
         keyboard = Keyboard(fd: input)
-        keyboard.accepting = { [unowned self] in relay.wantsKeys }
+        // Keys wait in the terminal while the guest cannot take them, a checkpoint is being
+        // made, or the VM is being reset.
+        keyboard.accepting = { [unowned self] in relay.wantsKeys && checkpointer?.holdsKeys != true && relaunching == nil }
         keyboard.onKeys = { [unowned self] in console.keys($0) }
         // The user's terminal is gone (hang-up): shut the VM down rather than run headless.
         keyboard.onClosed = { [unowned self] in if terminal.isInteractive { quit(.signal(.hangup)) } }
-        qemuMessages = QemuMessages(fd: launch.stderr)
-        qemuMessages.onLine = { [unowned self] in screen.notice("qemu: " + $0) }
         signals.onSignal = { [unowned self] s in
             switch s {
             case .windowChanged: if let size = terminal.size { relay.resize(to: size) }
@@ -95,25 +109,58 @@ public final class Supervisor {
             }
         }
 
+        agentRequests.share = command.options.shared
+        agentRequests.notice = { [unowned self] in screen.notice($0) }
+        agent.onReady = { [unowned self] in
+            if resumedGuestIsStale {
+                // First on the agent's queue, before anything a client asks.
+                resumedGuestIsStale = false
+                agentRequests.setGuestClock()
+                agentRequests.reseedGuestRandom()
+            }
+            if let checkpointer { checkpointer.agentReady() } else { agentRequests.agentStarted() }
+        }
+        agentRequests.qemuRunning = { [unowned self] in child.status == nil }
+        agentRequests.guestReady = { [unowned self] in agent.isReady && checkpointer?.holdsGuest != true }
+
+        operations.makeJob = { [unowned self] request, done in
+            let context = LiveSnapshotContext(lab: lab, shape: command.shape, shareExported: command.options.shared != nil)
+            return qmp.flatMap { $0.isReady ? LiveSnapshotJob(request, qmp: $0, agent: agent, context: context, done: done) : nil }
+        }
+        suspender = Suspender(operations: operations, control: control, screen: screen)
+        suspender.makeJob = { [unowned self] in qmp.flatMap { $0.isReady && relaunching == nil ? suspendJob($0) : nil } }
+        suspender.onSuspended = { [unowned self] in quit(.suspended) }
+        control.onRequest = { [unowned self] in received($1, from: $0) }
+        screen.notice("booting \(lab.root) (\(command.accelerator.rawValue), \(command.memoryMiB) MiB, QEMU pid \(child.pid)); Ctrl-a h for help, Ctrl-a x to quit")
+    }
+
+    /// Starts `command`'s QEMU on a new pty and makes the parts that belong to it.
+    func launch() throws(LabrunError) {
+        let launch: QemuLaunch
+        do {
+            launch = try QemuLaunch.start(command.spawnConfiguration(runDirectory: run), size: WindowSize.of(input))
+        } catch {
+            throw LabrunError("cannot start \(command.qemuBinary): \(error)")
+        }
+        child = launch.child
+        startedAt = monotonicSeconds()
+        runState = "starting"
+        exitNoted = false
+        relay = GuestRelay(pty: launch.console)
+        relay.onOutput = { [unowned self] in
+            checkpointer?.output($0)
+            console.guest($0)
+        }
+        relay.canTakeOutput = { [unowned self] in console.canTakeOutput }
+        qemuMessages = QemuMessages(fd: launch.stderr)
+        qemuMessages.onLine = { [unowned self] in screen.notice("qemu: " + $0) }
+
         links = SocketLinks(run: run)
         links.needsQMP = { [unowned self] in child.status == nil && (qmp == nil || qmp!.isClosed) }
         links.needsAgent = { [unowned self] in child.status == nil && agent.fd == nil }
         links.onQMP = { [unowned self] in connected($0) }
         links.onAgent = { [unowned self] in agent.attach($0) }
-        agentRequests = AgentRequests(agent: agent, control: control)
-        agentRequests.share = command.options.shared
-        agentRequests.notice = { [unowned self] in screen.notice($0) }
-        agent.onReady = { [unowned self] in agentRequests.agentStarted() }
-        agentRequests.qemuRunning = { [unowned self] in child.status == nil }
 
-        let context = LiveSnapshotContext(lab: lab, shape: command.shape, shareExported: command.options.shared != nil)
-        operations = OperationQueue(control: control, screen: screen)
-        operations.makeJob = { [unowned self] request, done in
-            qmp.flatMap { $0.isReady ? LiveSnapshotJob(request, qmp: $0, agent: agent, context: context, done: done) : nil }
-        }
-        suspender = Suspender(operations: operations, control: control, screen: screen)
-        suspender.makeJob = { [unowned self] in qmp.flatMap { $0.isReady ? suspendJob($0) : nil } }
-        suspender.onSuspended = { [unowned self] in quit(.suspended) }
         watchdog = QemuWatchdog(pid: child.pid, image: lab.runtimePath)
         watchdog.busySince = { [unowned self] in qmp?.oldestPendingSince }
         watchdog.onProgress = { [unowned self] in operations.progress($0) }
@@ -122,8 +169,24 @@ public final class Supervisor {
         watchdog.onHung = { [unowned self] in operations.qemuHung($0); agentRequests.qemuHung(OperationQueue.hungLine(nil, $0)); teardown.escalate() }
         watchdog.onRecovered = { [unowned self] in screen.notice("QEMU answers again"); operations.qemuRecovered(); agentRequests.qemuRecovered() }
         teardown = Teardown(child: child) { [unowned self] in qmp?.quitIfReady() ?? false }
-        control.onRequest = { [unowned self] in received($1, from: $0) }
-        screen.notice("booting \(lab.root) (\(command.accelerator.rawValue), \(command.memoryMiB) MiB, QEMU pid \(child.pid)); Ctrl-a h for help, Ctrl-a x to quit")
+        checkpointer = makeCheckpointer()
+        parts = nil
+    }
+
+    private func makeCheckpointer() -> BootCheckpointer? {
+        guard case .make(let store, let key) = command.options.checkpoint else { return nil }
+        let c = BootCheckpointer(store: store, key: key, runtime: lab.runtimePath, backing: lab.runtimeBacking)
+        c.qmp = { [unowned self] in qmp }
+        c.agent = agent
+        c.shareExported = command.options.shared != nil
+        c.operationsIdle = { [unowned self] in operations.isIdle }
+        c.setOperationsPaused = { [unowned self] paused in
+            operations.closed = paused || relaunching != nil || exitReason != nil
+            if !operations.closed { operations.startNext() }
+        }
+        c.notice = { [unowned self] in screen.notice($0) }
+        c.onFinished = { [unowned self] in agentRequests.agentStarted() }
+        return c
     }
 
     private func cleanUp() {
@@ -145,7 +208,7 @@ public final class Supervisor {
 
     private func loop() {
         var set = PollSet()
-        while !(child.status != nil && !relay.isOpen) {
+        while !(child.status != nil && !relay.isOpen && relaunching == nil) {
             let parts = self.parts ?? currentParts()
             set.removeAll()
             var next: Double?
@@ -162,7 +225,9 @@ public final class Supervisor {
             }
             let now = monotonicSeconds()
             for part in parts { part.handle(ready, now: now) }
-            if child.status != nil { noteQemuExit() }
+            if child.status != nil {
+                if relaunching != nil { finishRelaunch() } else { noteQemuExit() }
+            }
         }
     }
 
@@ -171,6 +236,7 @@ public final class Supervisor {
         if let qmp { all.append(qmp) }
         if let monitor = console.monitor { all.append(monitor) }
         all += [agent, control, links, teardown, watchdog, agentRequests] as [any LoopPart]
+        if let checkpointer { all.append(checkpointer) }
         parts = all
         return all
     }
@@ -182,22 +248,55 @@ public final class Supervisor {
         client.onReady = { [unowned self] in
             runState = "running"
             removeFile(run.resumeFile)
-            guard command.options.resumeSuspended else { return operations.qemuReady() }
-            let since = SuspendedState.of(lab)?.since ?? "earlier"
-            suspendJob(client).resume { [unowned self] why in
-                if let why { return quit(.qemuFailed("the suspended VM could not be resumed: \(why); `labrun boot --cold` discards it")) }
-                SuspendedState.discard(in: lab); agent.assumeReady()
-                agentRequests.setGuestClock()
-                screen.notice("resumed the VM suspended at \(since)")
-                operations.qemuReady()
-            }
+            if command.options.resumeSuspended { return resumeSuspended(client) }
+            if case .resume(let checkpoint) = command.options.checkpoint { return resumeCheckpoint(checkpoint, client) }
+            operations.qemuReady()
         }
         qmp = client
     }
 
+    private func resumeSuspended(_ client: QMPClient) {
+        let since = SuspendedState.of(lab)?.since ?? "earlier"
+        suspendJob(client).resume { [unowned self] why in
+            if let why { return quit(.qemuFailed("the suspended VM could not be resumed: \(why); `labrun boot --cold` discards it")) }
+            SuspendedState.discard(in: lab)
+            resumed("resumed the VM suspended at \(since)", prompt: nil)
+        }
+    }
+
+    /// Loads the boot checkpoint into this QEMU; one that does not load is moved aside and
+    /// the VM boots cold instead, in place.
+    private func resumeCheckpoint(_ checkpoint: Checkpoint, _ client: QMPClient) {
+        let began = startedAt
+        MigrationFile.load(client, from: checkpoint.statePath) { [unowned self] why in
+            let failed = { [unowned self] (why: String) in
+                let moved = CheckpointStore(directory: parentDirectory(checkpoint.directory)).moveAside(checkpoint.directory)
+                screen.notice(BootPlanner.damaged("QEMU could not load it (\(why))", moved))
+                beginRelaunch(.cold)
+            }
+            if let why { return failed(why) }
+            client.send(.cont) { [unowned self] r in
+                if case .failure(let e) = r { return failed(e.desc) }
+                resumed("resumed \(checkpoint.name) in \(Messages.formatSeconds(monotonicSeconds() - began)) instead of booting", prompt: checkpoint.record.prompt)
+            }
+        }
+    }
+
+    /// A resumed VM (no boot, no agent hello): its agent is already up, its clock and random
+    /// pool are stale, and its console shows the line it stood at.
+    private func resumed(_ line: String, prompt: String?) {
+        resumedGuestIsStale = true
+        agent.assumeReady()
+        screen.notice(line)
+        if let prompt { screen.guest(Array(prompt.utf8)) }
+        operations.qemuReady()
+    }
+
     /// Graceful shutdown (QMP quit, SIGTERM, SIGKILL); straight to the signals when QEMU hangs.
-    private func quit(_ reason: ExitReason) {
+    func quit(_ reason: ExitReason) {
         if exitReason == nil { exitReason = reason }
+        relaunching = nil
+        checkpointer?.cancel()
         operations.closed = true
         teardown.begin(watchdog.notResponding == nil ? TeardownStep.graceful : TeardownStep.unresponsive)
     }
@@ -205,6 +304,7 @@ public final class Supervisor {
     private func noteQemuExit() {
         guard !exitNoted, let status = child.status else { return }
         exitNoted = true
+        checkpointer?.cancel()
         relay.drain()
         qemuMessages.read()
         console.releaseHeld()
@@ -235,10 +335,13 @@ public final class Supervisor {
             operations.enqueue(.init(origin: .control(id), request: r))
         case .suspend:
             suspender.request(from: id)
+        case .reset(let undo):
+            screen.notice(undo ? "`labrun reset --undo` requested: back to the previous runtime layer" : "`labrun reset` requested: back to the golden image")
+            beginRelaunch(.reset(undo: undo, requester: id))
         }
     }
 
-    private func suspendJob(_ q: QMPClient) -> SuspendJob {
+    func suspendJob(_ q: QMPClient) -> SuspendJob {
         SuspendJob(qmp: q, agent: agent, lab: lab, shape: command.shape, shareExported: command.options.shared != nil)
     }
 

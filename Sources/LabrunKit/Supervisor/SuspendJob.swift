@@ -17,9 +17,6 @@ final class SuspendJob {
         self.shareExported = shareExported
     }
 
-    /// QEMU's exec: migration runs `sh -c`: only this labrun-made path, quoted, goes there.
-    private func exec(_ command: String, _ path: String) -> JSONValue { .string("exec:\(command) \(shellQuoted(path))") }
-
     /// Saves the VM; `done` gets nil once the state is on disk (the VM is then stopped and
     /// may be ended), else the reason (the VM runs on as before).
     func suspend(_ done: @escaping (String?) -> Void) {
@@ -37,24 +34,15 @@ final class SuspendJob {
             guard unmounted else { return done(why) }
             agent.setShareMounted(true) { _ in done(why) }
         }
-        qmp.enableMigrationEvents { [self] err in
-            if let err { return failed(err) }
-            qmp.send(QMPCommand("stop"))
-            qmp.whenMigrationEnds { [self] status in
-                guard status == "completed" else {
-                    return qmp.send(.queryMigrate) { r in failed((try? r.get())?["error-desc"]?.string ?? "migration \(status)") }
-                }
-                do {
-                    try renameFile(part, SuspendedState.statePath(lab))
-                    try SuspendedState(date: wallClockSeconds(), shape: shape).save(in: lab)
-                    done(nil)
-                } catch {
-                    SuspendedState.discard(in: lab)
-                    failed("\(error)")
-                }
-            }
-            qmp.send(QMPCommand("migrate", ["uri": exec("cat >", part)])) { r in
-                if case .failure(let e) = r { failed(e.desc) }
+        MigrationFile.save(qmp, to: part) { [self] why in
+            if let why { return failed(why) }
+            do {
+                try renameFile(part, SuspendedState.statePath(lab))
+                try SuspendedState(date: wallClockSeconds(), shape: shape).save(in: lab)
+                done(nil)
+            } catch {
+                SuspendedState.discard(in: lab)
+                failed("\(error)")
             }
         }
     }
@@ -62,17 +50,11 @@ final class SuspendJob {
     /// Takes the saved state back into this QEMU (started with `-incoming defer`) and lets the
     /// VM go on; `done` gets nil on success, else the reason.
     func resume(_ done: @escaping (String?) -> Void) {
-        qmp.enableMigrationEvents { [self] err in
-            if let err { return done(err) }
-            qmp.whenMigrationEnds { [self] status in
-                guard status == "completed" else { return done("the saved state did not load (\(status))") }
-                qmp.send(.cont) { r in
-                    if case .failure(let e) = r { return done(e.desc) }
-                    done(nil)
-                }
-            }
-            qmp.send(QMPCommand("migrate-incoming", ["uri": exec("cat", SuspendedState.statePath(lab))])) { r in
-                if case .failure(let e) = r { done(e.desc) }
+        MigrationFile.load(qmp, from: SuspendedState.statePath(lab)) { [self] why in
+            if let why { return done(why) }
+            qmp.send(.cont) { r in
+                if case .failure(let e) = r { return done(e.desc) }
+                done(nil)
             }
         }
     }

@@ -12,6 +12,8 @@ public struct FileStatus: Equatable, Sendable {
     public var allocatedBytes: Int64
     public var device: UInt64
     public var inode: UInt64
+    /// Last modification, in nanoseconds since 1970.
+    public var modifiedNanoseconds: Int64
 
     init(_ st: stat) {
         isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
@@ -20,6 +22,7 @@ public struct FileStatus: Equatable, Sendable {
         allocatedBytes = Int64(st.st_blocks) * 512
         device = UInt64(st.st_dev)
         inode = UInt64(st.st_ino)
+        modifiedNanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
     }
 
     /// `stat` (following links), or nil when the path cannot be examined. The corresponding C function is `stat`.
@@ -125,4 +128,15 @@ extension FileDescriptor {
     public static let readWrite = O_RDWR
     public static let directoryOnly = O_RDONLY | O_DIRECTORY
     public static let createTruncate = O_WRONLY | O_CREAT | O_TRUNC
+    /// A lock file: created if missing, never truncated.
+    public static let createLock = O_RDWR | O_CREAT
+}
+
+/// `count` bytes from the kernel's random number generator (/dev/urandom).
+public func hostRandomBytes(_ count: Int) -> [UInt8] {
+    guard let fd = try? FileDescriptor.open("/dev/urandom", O_RDONLY) else { return [] }
+    defer { fd.close() }
+    var out: [UInt8] = []
+    while out.count < count, case .success(let b) = fd.read(upTo: count - out.count), !b.isEmpty { out += b }
+    return out
 }

@@ -62,3 +62,16 @@ public func freeBytes(onFileSystemOf path: String) -> UInt64? {
 public func removeFile(_ path: String) {
     _ = unlink(path)
 }
+
+/// Removes an empty directory. The corresponding C function is `rmdir`.
+@discardableResult
+public func removeDirectory(_ path: String) -> Bool { rmdir(path) == 0 }
+
+/// Removes a directory holding only files (labrun's own flat directories), then the directory.
+public func removeFlatDirectory(_ path: String) {
+    for name in directoryEntries(path) ?? [] { removeFile(path + "/" + name) }
+    removeDirectory(path)
+}
+
+/// The names in a directory, or an empty list.
+public func namesInDirectory(_ path: String) -> [String] { directoryEntries(path) ?? [] }
