@@ -31,12 +31,28 @@ RUNS = {
     "boot": 6,
     "suspend": 5,
     "cli": 31,
+    "checkpoint": 6,          # fresh runtime layer resumed vs cold boot vs plain QEMU -loadvm (tiny guest)
+    "checkpoint-debian": 3,   # the same on the full Debian guest (a cold boot is ~30 s under TCG)
+    "reset": 5,               # reset in place vs stop + offline reset + cold boot
+    "makerun": 5,             # make reset YES=1 && make run, checkpoint vs cold
 }
+# Every figure --only accepts, in the order they run.
+FIGURES = ["throughput", "keystroke", "noqmp", "boot", "suspend", "checkpoint", "checkpoint-debian",
+           "reset", "makerun", "live", "offline", "cli"]
 THROUGHPUT_BYTES = 256 << 20
 ROUND_TRIPS = 10_000
 IDLE_SECONDS = 30
 PROMPT = b"root@lab:"
 READY = b"labrun-guest: ready"
+ECHO = b"echo r$((6*7))\r"
+ANSWER = b"r42"
+# Boot checkpoint lines on labrun's console (issue 11).
+RESUMED = b"resumed the boot checkpoint of"
+KEPT = b"kept a boot checkpoint"
+NOT_RESUMED = [b"booting cold", b"cold boot (--cold)", b"is not usable", b"could not be started again",
+               b"not reset:", b"no boot checkpoint kept", b"no boot checkpoint this time"]
+# Environment variables of a surrounding `make bench` that must not reach the make under test.
+MAKE_VARS = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
 
 now_ns = labpy.now_ns
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -282,9 +298,22 @@ class Bench:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def new_lab(self, name):
+    def new_lab(self, name, checkpoints=False, source=None, conf=()):
+        """`labrun init` of a throwaway lab from `source` (the bench's copy of the tiny guest).
+        checkpoints=False writes `checkpoints = off` to its lab.conf: its boots of a fresh runtime
+        layer (the first one after init or an offline reset) are then cold, as before issue 11,
+        instead of resuming the golden image's boot checkpoint or pausing after the prompt to keep
+        one. True: labrun's default store; a string: that directory. `conf`: more lab.conf lines."""
         path = os.path.join(self.work, name)
-        capture([self.labrun, "--lab", self.golden, "init", path], env=self.env)
+        capture([self.labrun, "--lab", source or self.golden, "init", path], env=self.env)
+        lines = list(conf)
+        if checkpoints is False:
+            lines.append("checkpoints = off")
+        elif isinstance(checkpoints, str):
+            lines.append(f"checkpoints = {checkpoints}")
+        if lines:
+            with open(os.path.join(path, "lab.conf"), "a") as f:
+                f.write("# added by bench/labbench.py\n" + "".join(l + "\n" for l in lines))
         return path
 
     def session(self, argv, env=None, raw=False, name="proc"):

@@ -145,10 +145,33 @@ final class ConsoleSession {
 
     static let prompt = "root@lab:"
 
-    /// Waits for the guest's shell after boot.
-    func waitForShell(timeout: Double = 60) throws {
-        try expect("labrun-guest: ready", timeout: timeout)
-        try expect(Self.prompt, timeout: 15)
+    /// Waits for the guest's shell after boot: a cold boot's readiness line, or the line of a
+    /// resumed boot checkpoint (issue 11), then the prompt.
+    func waitForShell(timeout: Double = 60, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try expectAny([Self.readyLine, Self.resumedLine], timeout: timeout, sourceLocation: sourceLocation)
+        try expect(Self.prompt, timeout: 15, sourceLocation: sourceLocation)
+    }
+
+    static let readyLine = "labrun-guest: ready"
+    static let resumedLine = "resumed the boot checkpoint of"
+
+    /// Like `expect`, for whichever of `patterns` shows first; returns its index.
+    @discardableResult
+    func expectAny(_ patterns: [String], timeout: Double = 30, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int {
+        let deadline = monotonicSeconds() + timeout
+        let needles = patterns.map { Array($0.utf8) }
+        while true {
+            let hits = needles.enumerated().compactMap { i, n in find(n, from: cursor).map { (i, $0) } }
+            if let first = hits.min(by: { $0.1 < $1.1 }) {
+                cursor = first.1
+                return first.0
+            }
+            let left = deadline - monotonicSeconds()
+            if left <= 0 { break }
+            if !pump(timeout: min(left, 0.2)) && process.poll() != nil { break }
+        }
+        Issue.record("did not see any of \(patterns) within \(timeout) s; screen tail:\n\(String(text.suffix(1500)))", sourceLocation: sourceLocation)
+        throw ExpectationFailed()
     }
 
     /// Waits for labrun to exit and returns its status.

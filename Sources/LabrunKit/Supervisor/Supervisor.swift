@@ -287,7 +287,8 @@ public final class Supervisor {
     private func resumed(_ line: String, prompt: String?) {
         resumedGuestIsStale = true
         agent.assumeReady()
-        screen.notice(line)
+        // Now, not after the old VM's unfinished line: the prompt must follow it.
+        screen.notice(line, now: true)
         if let prompt { screen.guest(Array(prompt.utf8)) }
         operations.qemuReady()
     }
