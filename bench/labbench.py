@@ -12,6 +12,7 @@ import platform
 import re
 import select
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -330,6 +331,13 @@ class Bench:
     def record_children(self, pid):
         for c in children_of(pid):
             REG.add(c)
+
+    def record_tree(self, pid, depth=4):
+        """Every descendant (sh -> make -> labrun -> QEMU), for run.sh's cleanup."""
+        for c in children_of(pid):
+            REG.add(c)
+            if depth > 1:
+                self.record_tree(c, depth - 1)
 
     @staticmethod
     def busy(seconds=0.5):
@@ -676,6 +684,355 @@ class Bench:
                  note="`labrun suspend`, then time from spawning `labrun boot` until the resumed shell answers "
                       "`echo $((6*7))`; baseline: a cold `labrun boot` of the same lab to the same answer")
 
+    # --- 5c-5f boot checkpoint, reset in place, make reset && make run (issue 11) -----------
+
+    @staticmethod
+    def expect_any(s, patterns, timeout):
+        """The first of `patterns` to appear after the cursor (moved past it), and perf_counter_ns
+        when it was read; BenchError with the screen when none comes within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            hits = [(i, p) for p in patterns if (i := s.transcript.find(p, s.cursor)) >= 0]
+            if hits:
+                i, p = min(hits)
+                s.cursor = i + len(p)
+                return p, now_ns()
+            left = deadline - time.monotonic()
+            if left <= 0 or s.eof or s.proc.poll() is not None:
+                s.drain()
+                if any(s.transcript.find(p, s.cursor) >= 0 for p in patterns):
+                    continue
+                raise BenchError(f"{s.name}: none of {[p.decode() for p in patterns]} within {timeout} s "
+                                 f"(exit {s.proc.poll()}); screen tail:\n{s.tail()}")
+            s.pump(min(left, 0.2))
+
+    def expect_resumed(self, s, timeout=30):
+        """Waits for labrun's "resumed the boot checkpoint of" line: perf_counter_ns when it was read.
+        A cold boot or a failed resume instead is an error, with the console text."""
+        p, t = self.expect_any(s, [RESUMED] + NOT_RESUMED, timeout)
+        if p != RESUMED:
+            time.sleep(1)
+            s.drain()
+            raise BenchError(f"{s.name}: expected the boot checkpoint to be resumed, got {p.decode()!r}; "
+                             f"screen tail:\n{s.tail()}")
+        return t
+
+    def answer_after(self, s, mark, timeout=30):
+        """Sends the echo and waits for its answer: perf_counter_ns of the answer, and whether the
+        shell prompt was on the console between `mark` (a transcript offset) and the answer."""
+        s.send(ECHO)
+        t = s.expect(ANSWER, timeout)
+        seen = bytes(s.transcript[mark:s.cursor])
+        return t, PROMPT in seen
+
+    @staticmethod
+    def resume_seconds(s, start):
+        """The seconds labrun reports in its "resumed the boot checkpoint of … in X s" line."""
+        m = re.search(rb"resumed the boot checkpoint of [^\r\n]*? in ([0-9.]+) s", bytes(s.transcript[start:]))
+        return float(m.group(1)) if m else None
+
+    def warm_checkpoint(self, s, what, timeout=60, prompt_timeout=30):
+        """A boot of a fresh runtime layer (session `s`) that must leave a boot checkpoint behind:
+        waits for labrun to keep one (or to resume one already there), without typing meanwhile
+        (keys typed before the guest is ready make labrun skip the checkpoint)."""
+        p, _ = self.expect_any(s, [RESUMED, KEPT] + NOT_RESUMED[2:], timeout + prompt_timeout)
+        if p == KEPT:
+            line = s.transcript[s.cursor - len(KEPT):].split(b"\n")[0].decode(errors="replace").strip()
+            log(f"  warm-up ({what}): labrun {line}")
+        elif p == RESUMED:
+            log(f"  warm-up ({what}): the boot checkpoint was already there (resumed)")
+        else:
+            time.sleep(1)
+            s.drain()
+            raise BenchError(f"{s.name}: warm-up boot kept no boot checkpoint ({p.decode()!r}); screen tail:\n{s.tail()}")
+        self.record_tree(s.pid)
+        time.sleep(0.5)
+        s.drain()
+        s.cursor = len(s.transcript)
+        s.send(ECHO)
+        s.expect(ANSWER, 30)
+
+    def reset_offline(self, lab):
+        capture([self.labrun, "--lab", lab, "reset", "--yes"], env=self.env)
+
+    def wait_qmp_running(self, s, qmp_path, timeout):
+        """A QMP connection to a plain QEMU (connect retried every 5 ms), once it reports "running"."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                q = labpy.QMP(qmp_path, timeout=max(1, deadline - time.monotonic()))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline or s.proc.poll() is not None:
+                    s.drain()
+                    raise BenchError(f"{s.name}: no QMP at {qmp_path} (exit {s.proc.poll()}); screen tail:\n{s.tail()}")
+                time.sleep(0.005)
+        try:
+            while q.cmd("query-status").get("status") != "running":
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{s.name}: the VM is not running {timeout} s after the start")
+                time.sleep(0.005)
+        finally:
+            q.close()
+
+    def fresh_boot_figure(self, key, title, source, goal_s, ready_timeout, checkpoint_dir=True):
+        """Boot of a fresh runtime layer (`labrun reset --yes` offline just before) to a shell answer:
+        labrun resuming the golden image's boot checkpoint, against (a) a cold `labrun boot` of a lab
+        with checkpoints off and (b) plain QEMU with labrun's arguments and `-loadvm` of an internal
+        snapshot taken right after a boot; the three alternate, medians."""
+        n = RUNS[key]
+        tag = key.replace("-", "")
+        ck = self.new_lab(f"{tag}", checkpoints=checkpoint_dir, source=source)
+        cold = self.new_lab(f"{tag}cold", source=source)
+        plain = self.new_lab(f"{tag}plain", source=source)
+        snap = "benchboot"
+        # Warm-up: the first boot of the fresh lab keeps the checkpoint (or resumes one already made).
+        log("  warm-up boot of a fresh runtime layer (keeps the boot checkpoint; not counted)")
+        s = self.labrun_boot(ck, name=f"labrun {tag} warm-up")
+        self.warm_checkpoint(s, title, timeout=ready_timeout)
+        self.quit_labrun(s)
+        # The baseline's internal snapshot: a lab booted cold, at its prompt, saved by labrun.
+        log(f"  internal snapshot '{snap}' of a freshly booted lab for plain QEMU -loadvm (not counted)")
+        s = self.labrun_boot(plain, name=f"labrun {tag} to snapshot")
+        s.expect(READY, ready_timeout)
+        s.expect(PROMPT, 60)
+        self.record_children(s.pid)
+        time.sleep(0.5)  # the console quiet at the prompt, as when labrun keeps its checkpoint
+        s.drain()
+        capture([self.labrun, "--lab", plain, "snapshot", "create", snap], env=self.env)
+        self.quit_labrun(s)
+        argv = self.dry_run_argv(plain) + ["-loadvm", snap]
+        qmp_plain = os.path.join(plain, ".labrun", "qmp.sock")
+        kinds = ["checkpoint", "cold", "loadvm"]
+        res = {k: [] for k in kinds}
+        reported, prompt_shown = [], 0
+        for i in range(n):
+            for which in kinds[i % 3:] + kinds[:i % 3]:
+                if which == "loadvm":
+                    s = self.plain_qemu(plain, argv, name=f"plain qemu -loadvm ({tag})")
+                    self.wait_qmp_running(s, qmp_plain, 60)
+                    t, _ = self.answer_after(s, len(s.transcript))
+                    res[which].append(s.since_start(t))
+                    self.quit_plain(s, qmp_plain)
+                    continue
+                lab = ck if which == "checkpoint" else cold
+                self.reset_offline(lab)
+                s = self.labrun_boot(lab, name=f"labrun {which} ({tag})")
+                if which == "checkpoint":
+                    self.expect_resumed(s, 60)
+                    mark = s.cursor - len(RESUMED)
+                    t, shown = self.answer_after(s, s.cursor)
+                    prompt_shown += shown
+                    reported.append(self.resume_seconds(s, mark))
+                else:
+                    s.expect(READY, ready_timeout)
+                    s.expect(PROMPT, 60)
+                    t, _ = self.answer_after(s, s.cursor)
+                self.record_children(s.pid)
+                res[which].append(s.since_start(t))
+                self.quit_labrun(s)
+            log(f"  run {i + 1}: checkpoint {res['checkpoint'][-1]:.3f} s (labrun reports resuming in "
+                f"{reported[-1]} s), cold {res['cold'][-1]:.3f} s, plain QEMU -loadvm {res['loadvm'][-1]:.3f} s")
+        if prompt_shown < n:
+            log(f"  note: the shell prompt was shown again after the resumed line in only {prompt_shown} of {n} runs")
+        v, b, c = median(res["checkpoint"]), median(res["loadvm"]), median(res["cold"])
+        self.add(f"boot of a fresh runtime layer to a shell answer ({title})", round(v, 3), "s", round(b, 3),
+                 round(v / b, 3), f"< {goal_s:g} s", v < goal_s, runs=n,
+                 samples=[round(x, 3) for x in res["checkpoint"]], baseline_samples=[round(x, 3) for x in res["loadvm"]],
+                 cold_boot=round(c, 3), cold_samples=[round(x, 3) for x in res["cold"]], ratio_to_cold=round(v / c, 3),
+                 labrun_reported_resume_seconds=reported, prompt_shown_after_resume=prompt_shown,
+                 note=f"`labrun --lab L reset --yes` with the VM stopped, then time from spawning `labrun boot` until "
+                      f"the shell answers `echo r$((6*7))`, sent once labrun's \"resumed the boot checkpoint of\" line "
+                      f"is on the console; baseline: plain QEMU with labrun's arguments (`boot --dry-run`) plus "
+                      f"`-loadvm {snap}`, an internal snapshot taken by `labrun snapshot create` at the prompt of a "
+                      f"freshly booted lab, the echo sent once QMP says running; also a cold `labrun boot` of a lab "
+                      f"with `checkpoints = off`, reset the same way, to the same answer: median {c:.3f} s "
+                      f"(ratio {v / c:.3f})")
+
+    def fig_checkpoint(self):
+        log(f"5c boot of a fresh runtime layer (issue 11 boot checkpoint), tiny guest: resume vs plain QEMU "
+            f"-loadvm vs cold boot, {RUNS['checkpoint']} runs each")
+        self.note_foreign("checkpoint")
+        self.fresh_boot_figure("checkpoint", "tiny guest", self.golden, 0.3, 60)
+
+    def fig_checkpoint_debian(self):
+        deb = os.path.join(self.root, "debian")
+        missing = [p for p in ("lab.conf", "debian-rootfs.qcow2", "guest-build/vmlinux") if not os.path.exists(os.path.join(deb, p))]
+        if missing:
+            log(f"5d SKIPPED: the full Debian guest is not built ({deb}: no {', '.join(missing)}; `make rootfs` builds it)")
+            return
+        log(f"5d boot of a fresh runtime layer, full Debian guest ({deb}): resume vs plain QEMU -loadvm vs cold boot, "
+            f"{RUNS['checkpoint-debian']} runs each (its checkpoints in the work directory, not in {deb})")
+        self.note_foreign("checkpoint debian")
+        self.fresh_boot_figure("checkpoint-debian", "Debian guest", deb, 1.5, 240,
+                               checkpoint_dir=os.path.join(self.work, "debian-checkpoints"))
+
+    def fig_reset(self):
+        n = RUNS["reset"]
+        log(f"5e reset in place (issue 11) vs stop + offline reset + cold boot, both to a shell answer, {n} runs each")
+        self.note_foreign("reset in place")
+        lab = self.new_lab("reset", checkpoints=True)
+        old = self.new_lab("resetcold")
+        log("  warm-up boot of a fresh runtime layer (makes sure the boot checkpoint exists; not counted)")
+        s = self.labrun_boot(lab, name="labrun reset warm-up")
+        self.warm_checkpoint(s, "reset")
+        self.quit_labrun(s)
+        inplace, oldway, reported, prompt_shown, cli = [], [], [], 0, []
+        out_path = os.path.join(self.work, "reset-stdout")
+        for i in range(n):
+            for which in (("inplace", "old") if i % 2 == 0 else ("old", "inplace")):
+                if which == "inplace":
+                    # A VM booted from the checkpoint, its shell answering.
+                    self.reset_offline(lab)
+                    s = self.labrun_boot(lab, name="labrun reset in place")
+                    self.expect_resumed(s, 60)
+                    s.send(ECHO)
+                    s.expect(ANSWER, 30)
+                    self.record_children(s.pid)
+                    time.sleep(0.5)
+                    s.drain()
+                    s.cursor = mark = len(s.transcript)
+                    out = os.open(out_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                    devnull = os.open(os.devnull, os.O_RDONLY)
+                    argv = [self.labrun, "--lab", lab, "reset", "--yes"]
+                    t0 = now_ns()
+                    pid = os.posix_spawnp(argv[0], argv, self.env, file_actions=[
+                        (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)])
+                    REG.add(pid)
+                    try:
+                        self.expect_resumed(s, 30)
+                        t, shown = self.answer_after(s, s.cursor)
+                    finally:
+                        _, status = os.waitpid(pid, 0)
+                        os.lseek(out, 0, os.SEEK_SET)
+                        said = os.read(out, 1 << 16).decode(errors="replace").strip()
+                        os.close(out)
+                        os.close(devnull)
+                    code = os.waitstatus_to_exitcode(status)
+                    if code != 0:
+                        raise BenchError(f"`labrun reset --yes` on the running VM exited {code}: {said}")
+                    inplace.append((t - t0) / 1e9)
+                    prompt_shown += shown
+                    reported.append(self.resume_seconds(s, mark))
+                    m = re.search(r"([0-9.]+) s so far", said)
+                    cli.append(float(m.group(1)) if m else None)
+                    if b"`labrun reset` requested" not in s.transcript[mark:]:
+                        log("  note: no \"`labrun reset` requested\" line on the console")
+                    self.record_children(s.pid)
+                    self.quit_labrun(s)
+                else:
+                    # The old way: a VM booted cold (checkpoints off), its shell answering; then
+                    # `labrun stop`, `labrun reset --yes` and a cold `labrun boot`, all timed.
+                    s = self.labrun_boot(old, name="labrun old-way first boot")
+                    s.expect(READY, 60)
+                    s.expect(PROMPT, 30)
+                    s.send(ECHO)
+                    s.expect(ANSWER, 30)
+                    self.record_children(s.pid)
+                    time.sleep(0.5)
+                    s.drain()
+                    t0 = now_ns()
+                    spawn_time([self.labrun, "--lab", old, "stop"], env=self.env)
+                    if s.wait_exit(30) is None:
+                        raise BenchError("labrun did not end after `labrun stop`")
+                    self.finish(s)
+                    spawn_time([self.labrun, "--lab", old, "reset", "--yes"], env=self.env)
+                    s = self.labrun_boot(old, name="labrun old-way cold boot")
+                    s.expect(READY, 60)
+                    s.expect(PROMPT, 30)
+                    t, _ = self.answer_after(s, s.cursor)
+                    oldway.append((t - t0) / 1e9)
+                    self.record_children(s.pid)
+                    self.quit_labrun(s)
+            log(f"  run {i + 1}: reset in place {inplace[-1]:.3f} s (labrun reports resuming in {reported[-1]} s), "
+                f"stop + reset + cold boot {oldway[-1]:.3f} s")
+        if prompt_shown < n:
+            log(f"  note: the shell prompt was shown again after the resumed line in only {prompt_shown} of {n} resets in place")
+        v, b = median(inplace), median(oldway)
+        self.add("reset in place to a shell answer", round(v, 3), "s", round(b, 3), round(v / b, 3), "< 1 s", v < 1,
+                 runs=n, samples=[round(x, 3) for x in inplace], baseline_samples=[round(x, 3) for x in oldway],
+                 labrun_reported_resume_seconds=reported, cli_reported_seconds_so_far=cli,
+                 prompt_shown_after_resume=prompt_shown,
+                 note="a VM booted from the boot checkpoint, its shell answering; time from spawning `labrun --lab L "
+                      "reset --yes` (another process) until the same console's shell answers `echo r$((6*7))`, sent "
+                      "once the \"resumed the boot checkpoint of\" line is on it; baseline: the old way on a lab with "
+                      "`checkpoints = off`: `labrun stop` (and the console's labrun gone), offline `labrun reset --yes`, "
+                      "a cold `labrun boot` to the same answer")
+
+    def make_argv(self, lab):
+        """`make reset YES=1 && make run` as a user types it in the checkout, with this bench's
+        labrun (LABRUN=) and the lab in LABRUN_LAB. -o: make never rebuilds .build/release/labrun
+        (another build may own it) or builds a guest image for `run`'s prerequisites."""
+        keep = "-o .build/release/labrun -o debian-rootfs.qcow2 -o debian/debian-rootfs.qcow2"
+        b = shlex.quote(self.labrun)
+        script = (f"cd {shlex.quote(self.root)} && make -s {keep} reset YES=1 LABRUN={b} "
+                  f"&& make -s {keep} run LABRUN={b}")
+        env = {k: v for k, v in self.env.items() if k not in MAKE_VARS}
+        env["LABRUN_LAB"] = lab
+        return ["sh", "-c", script], env
+
+    @staticmethod
+    def free_port():
+        import socket
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as so:
+            so.bind(("127.0.0.1", 0))
+            return so.getsockname()[1]
+
+    def fig_makerun(self):
+        n = RUNS["makerun"]
+        log(f"5f `make reset YES=1 && make run` (gdb stub on) to a shell answer: boot checkpoint vs cold, {n} runs each")
+        self.note_foreign("make reset && make run")
+        if not shutil.which("make") or not os.path.exists(os.path.join(self.root, "Makefile")):
+            log("5f SKIPPED: no make or no Makefile in the checkout")
+            return
+        lab = self.new_lab("makerun", checkpoints=True, conf=[f"gdb_port = {self.free_port()}"])
+        cold = self.new_lab("makeruncold", conf=[f"gdb_port = {self.free_port()}"])
+        argv_ck, env_ck = self.make_argv(lab)
+        argv_cold, env_cold = self.make_argv(cold)
+        log(f"  command: {shlex.join(argv_ck)}")
+        log("  warm-up: the same command on each lab (keeps the `boot --debug` checkpoint; not counted)")
+        s = self.session(argv_ck, env=env_ck, name="make run warm-up")
+        self.warm_checkpoint(s, "make run")
+        self.quit_labrun(s)
+        s = self.session(argv_cold, env=env_cold, name="make run cold warm-up")
+        s.expect(READY, 60)
+        s.expect(PROMPT, 30)
+        self.record_tree(s.pid)
+        self.quit_labrun(s)
+        res = {"checkpoint": [], "cold": []}
+        reported, prompt_shown = [], 0
+        for i in range(n):
+            for which in (("checkpoint", "cold") if i % 2 == 0 else ("cold", "checkpoint")):
+                if which == "checkpoint":
+                    s = self.session(argv_ck, env=env_ck, name="make reset && make run")
+                    self.expect_resumed(s, 60)
+                    mark = s.cursor - len(RESUMED)
+                    t, shown = self.answer_after(s, s.cursor)
+                    prompt_shown += shown
+                    reported.append(self.resume_seconds(s, mark))
+                else:
+                    s = self.session(argv_cold, env=env_cold, name="make reset && make run (cold)")
+                    s.expect(READY, 60)
+                    s.expect(PROMPT, 30)
+                    t, _ = self.answer_after(s, s.cursor)
+                self.record_tree(s.pid)
+                res[which].append(s.since_start(t))
+                code = self.quit_labrun(s)
+                if code != 0:
+                    raise BenchError(f"{s.name}: make exited {code}; screen tail:\n{s.tail()}")
+            log(f"  run {i + 1}: checkpoint {res['checkpoint'][-1]:.3f} s (labrun reports resuming in {reported[-1]} s), "
+                f"cold {res['cold'][-1]:.3f} s")
+        v, b = median(res["checkpoint"]), median(res["cold"])
+        self.add("make reset && make run to a shell answer", round(v, 3), "s", round(b, 3), round(v / b, 3), "< 1 s",
+                 v < 1, runs=n, samples=[round(x, 3) for x in res["checkpoint"]],
+                 baseline_samples=[round(x, 3) for x in res["cold"]], labrun_reported_resume_seconds=reported,
+                 prompt_shown_after_resume=prompt_shown,
+                 note="VM stopped; time from spawning `sh -c 'make -s reset YES=1 && make -s run'` (in the checkout, "
+                      "LABRUN_LAB=<lab>, LABRUN=<this labrun>, lab.conf gdb_port = a free port; `-o` keeps make from "
+                      "rebuilding .build/release/labrun or a guest image) until the shell answers `echo r$((6*7))`, "
+                      "sent once \"resumed the boot checkpoint of\" is on the console; baseline: the same command "
+                      "on a lab with `checkpoints = off` (a cold `boot --debug`)")
+
     # --- 3 live snapshots + 6 idle cost -----------------------------------------------------
 
     def measure_idle(self, sup):
@@ -921,17 +1278,20 @@ def main():
     ap.add_argument("--labrun", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", default="", help="comma list: throughput,keystroke,noqmp,boot,suspend,live,offline,cli")
+    ap.add_argument("--only", default="", help="comma list of figures: " + ",".join(FIGURES))
     a = ap.parse_args()
+    only = set(filter(None, a.only.split(",")))
+    if only - set(FIGURES):
+        ap.error(f"--only: unknown figure(s) {', '.join(sorted(only - set(FIGURES)))}; known: {', '.join(FIGURES)}")
     REG = Registry(os.path.join(a.work, "pids"))
     WORK = a.work
     signal.signal(signal.SIGTERM, _interrupted)
     signal.signal(signal.SIGHUP, _interrupted)
     started = time.monotonic()
     b = Bench(a)
-    only = set(filter(None, a.only.split(",")))
     want = (lambda k: not only or k in only)
     try:
+        # These labs have `checkpoints = off` (new_lab's default): their figures time cold boots.
         b.lab_stand = b.new_lab("stand")     # stand-in figures (its images are never opened)
         b.lab_boot = b.new_lab("boot")
         b.lab_live = b.new_lab("liveA")
@@ -942,6 +1302,10 @@ def main():
         if want("noqmp"): b.fig_noqmp_idle()
         if want("boot"): b.fig_boot()
         if want("suspend"): b.fig_suspend()
+        if want("checkpoint"): b.fig_checkpoint()
+        if want("checkpoint-debian"): b.fig_checkpoint_debian()
+        if want("reset"): b.fig_reset()
+        if want("makerun"): b.fig_makerun()
         if want("live"): b.fig_live()
         if want("offline"): b.fig_offline()
         if want("cli"): b.fig_cli()

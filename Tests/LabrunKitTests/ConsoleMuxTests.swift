@@ -78,3 +78,20 @@ import Testing
         #expect(keys(&mux, [UInt8(ascii: "i")]) == [.status])
     }
 }
+
+/// Ctrl-a r (issue 11): a y/N question; only y resets.
+@Suite struct ConsoleMuxResetTests {
+    @Test func resetAsksFirstAndOnlyYesResets() {
+        var mux = ConsoleMux()
+        let asked = mux.keys([0x01, UInt8(ascii: "r")], qemuReady: true, defaultName: "x")
+        #expect(asked.count == 1)
+        guard case .prompt(let q) = asked.first else { Issue.record("no question: \(asked)"); return }
+        #expect(q.contains("[y/N]"))
+        #expect(mux.guest([0x41]) == [.show([0x41])], "guest output goes on while asking")
+        let no = mux.keys(Array("nls".utf8), qemuReady: true, defaultName: "x")
+        #expect(no == [.echo([0x0D, 0x0A]), .notice("reset cancelled"), .toGuest(Array("ls".utf8))], "\(no)")
+        _ = mux.keys([0x01, UInt8(ascii: "R")], qemuReady: true, defaultName: "x")
+        let yes = mux.keys([UInt8(ascii: "y")], qemuReady: true, defaultName: "x")
+        #expect(yes.last == .reset && mux.mode == .console, "\(yes)")
+    }
+}

@@ -31,26 +31,6 @@ public struct CheckpointKey: Codable, Equatable, Sendable {
     public var gdb: Bool
     public var qemu: FileIdentity
 
-    /// The key of the VM `command` starts, or nil when one of its files is missing.
-    public init?(command: QemuCommand) {
-        let lab = command.lab
-        guard let kernel = FileIdentity.of(lab.kernelPath), let golden = FileIdentity.of(lab.goldenPath),
-              let exe = findExecutable(command.qemuBinary), let qemu = FileIdentity.of(exe) else { return nil }
-        var initrd: FileIdentity?
-        if let path = lab.initrdPath {
-            guard let i = FileIdentity.of(path) else { return nil }
-            initrd = i
-        }
-        self.kernel = kernel
-        self.initrd = initrd
-        self.append = command.kernelAppend
-        self.golden = golden
-        self.shape = command.shape
-        self.accelerator = command.accelerator.rawValue
-        self.gdb = command.options.gdbPort != nil
-        self.qemu = qemu
-    }
-
     /// A short name for the key: the checksum of its canonical JSON.
     public var id: String {
         let encoder = JSONEncoder()
@@ -77,5 +57,27 @@ public struct CheckpointKey: Codable, Equatable, Sendable {
         if gdb != old.gdb { out.append(gdb ? "the gdb stub (now on)" : "the gdb stub (now off)") }
         if qemu != old.qemu { out.append("QEMU (\(qemu.path) changed)") }
         return out
+    }
+}
+
+extension CheckpointKey {
+    /// The key of the VM `command` starts, or nil when one of its files is missing.
+    public init?(command: QemuCommand) {
+        let lab = command.lab
+        guard let kernel = FileIdentity.of(lab.kernelPath), let golden = FileIdentity.of(lab.goldenPath),
+              let exe = findExecutable(command.qemuBinary), let qemu = FileIdentity.of(exe) else { return nil }
+        var initrd: FileIdentity?
+        if let path = lab.initrdPath {
+            guard let i = FileIdentity.of(path) else { return nil }
+            initrd = i
+        }
+        self.kernel = kernel
+        self.initrd = initrd
+        self.append = command.kernelAppend
+        self.golden = golden
+        self.shape = command.shape
+        self.accelerator = command.accelerator.rawValue
+        self.gdb = command.options.gdbPort != nil
+        self.qemu = qemu
     }
 }

@@ -127,8 +127,10 @@ public struct CheckpointStore: Equatable, Sendable {
     /// Moves a damaged checkpoint out of the way (kept for a look, never loaded); its new path.
     @discardableResult
     public func moveAside(_ dir: String) -> String? {
-        let target = directory + "/damaged-" + String(dir.split(separator: "/").last ?? "x") + "-\(Int(wallClockSeconds()))"
-        guard (try? renameFile(dir, target)) != nil else { removeFlatDirectory(dir); return nil }
+        let base = directory + "/damaged-" + String(dir.split(separator: "/").last ?? "x") + "-"
+        let now = Int(wallClockSeconds() * 1000)
+        guard let target = (now..<now + 20).map({ base + String($0) }).first(where: { !fileExists($0) }),
+              (try? renameFile(dir, target)) != nil else { removeFlatDirectory(dir); return nil }
         // Only the newest two damaged ones stay.
         let damaged = namesInDirectory(directory).filter { $0.hasPrefix("damaged-") }.sorted { stamp($0) > stamp($1) }
         for old in damaged.dropFirst(2) { removeFlatDirectory(directory + "/" + old) }
