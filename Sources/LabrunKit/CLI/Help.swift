@@ -51,8 +51,15 @@ public enum Help {
       --dry-run              print the QEMU command line and exit
       --detach               run the VM in the background (no console); returns once the
                              guest is up: then `labrun exec`, `labrun snapshot …`, `labrun stop`
-      --cold                 a suspended VM is discarded (asks first; --yes does not) and the
-                             guest boots afresh; without it, boot resumes a suspended VM
+      --cold                 boot afresh: a suspended VM is discarded (asks first; --yes does
+                             not), and a fresh runtime layer boots instead of resuming the boot
+                             checkpoint (and keeps a new one)
+
+    A fresh runtime layer (a new lab, or just after `labrun reset`) resumes the golden image's
+    boot checkpoint instead of booting: the shell answers in a fraction of a second. The first
+    fresh boot of a kernel, append line, image, VM shape or QEMU keeps that checkpoint once
+    the guest is up (in .labrun-checkpoints/ beside the golden image; lab.conf checkpoints =
+    DIR or off). A changed one boots cold and says why; a damaged one is moved aside.
     """
 
     public static let snapshot = """
@@ -77,10 +84,13 @@ public enum Help {
 
     Deletes the runtime layer (debian-runtime.qcow2, with its snapshots) and creates a fresh
     one on the golden image. The old one is kept as one undo step (debian-runtime.qcow2.undo),
-    replaced at the next reset.
+    replaced at the next reset; a suspended VM goes with it. While the VM runs it is reset in
+    place: its console stays open and the new layer resumes the boot checkpoint (Ctrl-a r in
+    the console does the same).
       --yes      do not ask (asking happens only on a terminal)
-      --force    stop the running VM first
-      --undo     put the previous runtime layer back (the current one becomes the undo step)
+      --force    while the VM runs: stop it and reset offline instead of in place
+      --undo     put the previous runtime layer back (the current one becomes the undo step);
+                 while running, in place: cold-booted, or resumed if it had been suspended
     """
 
     public static let info = """
