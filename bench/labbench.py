@@ -805,7 +805,7 @@ class Bench:
         qmp_plain = os.path.join(plain, ".labrun", "qmp.sock")
         kinds = ["checkpoint", "cold", "loadvm"]
         res = {k: [] for k in kinds}
-        reported, prompt_shown = [], 0
+        reported, line_at, prompt_shown = [], [], 0
         for i in range(n):
             for which in kinds[i % 3:] + kinds[:i % 3]:
                 if which == "loadvm":
@@ -819,7 +819,7 @@ class Bench:
                 self.reset_offline(lab)
                 s = self.labrun_boot(lab, name=f"labrun {which} ({tag})")
                 if which == "checkpoint":
-                    self.expect_resumed(s, 60)
+                    line_at.append(round(s.since_start(self.expect_resumed(s, 60)), 3))
                     mark = s.cursor - len(RESUMED)
                     t, shown = self.answer_after(s, s.cursor)
                     prompt_shown += shown
@@ -831,8 +831,8 @@ class Bench:
                 self.record_children(s.pid)
                 res[which].append(s.since_start(t))
                 self.quit_labrun(s)
-            log(f"  run {i + 1}: checkpoint {res['checkpoint'][-1]:.3f} s (labrun reports resuming in "
-                f"{reported[-1]} s), cold {res['cold'][-1]:.3f} s, plain QEMU -loadvm {res['loadvm'][-1]:.3f} s")
+            log(f"  run {i + 1}: checkpoint {res['checkpoint'][-1]:.3f} s (resumed line at {line_at[-1]} s, labrun "
+                f"reports resuming in {reported[-1]} s), cold {res['cold'][-1]:.3f} s, plain QEMU -loadvm {res['loadvm'][-1]:.3f} s")
         if prompt_shown < n:
             log(f"  note: the shell prompt was shown again after the resumed line in only {prompt_shown} of {n} runs")
         v, b, c = median(res["checkpoint"]), median(res["loadvm"]), median(res["cold"])
@@ -840,7 +840,8 @@ class Bench:
                  round(v / b, 3), f"< {goal_s:g} s", v < goal_s, runs=n,
                  samples=[round(x, 3) for x in res["checkpoint"]], baseline_samples=[round(x, 3) for x in res["loadvm"]],
                  cold_boot=round(c, 3), cold_samples=[round(x, 3) for x in res["cold"]], ratio_to_cold=round(v / c, 3),
-                 labrun_reported_resume_seconds=reported, prompt_shown_after_resume=prompt_shown,
+                 labrun_reported_resume_seconds=reported, resumed_line_seconds=line_at,
+                 prompt_shown_after_resume=prompt_shown,
                  note=f"`labrun --lab L reset --yes` with the VM stopped, then time from spawning `labrun boot` until "
                       f"the shell answers `echo r$((6*7))`, sent once labrun's \"resumed the boot checkpoint of\" line "
                       f"is on the console; baseline: plain QEMU with labrun's arguments (`boot --dry-run`) plus "
@@ -877,7 +878,7 @@ class Bench:
         s = self.labrun_boot(lab, name="labrun reset warm-up")
         self.warm_checkpoint(s, "reset")
         self.quit_labrun(s)
-        inplace, oldway, reported, prompt_shown, cli = [], [], [], 0, []
+        inplace, oldway, reported, prompt_shown, cli, line_at = [], [], [], 0, [], []
         out_path = os.path.join(self.work, "reset-stdout")
         for i in range(n):
             for which in (("inplace", "old") if i % 2 == 0 else ("old", "inplace")):
@@ -900,7 +901,7 @@ class Bench:
                         (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)])
                     REG.add(pid)
                     try:
-                        self.expect_resumed(s, 30)
+                        line_at.append(round((self.expect_resumed(s, 30) - t0) / 1e9, 3))
                         t, shown = self.answer_after(s, s.cursor)
                     finally:
                         _, status = os.waitpid(pid, 0)
@@ -944,14 +945,15 @@ class Bench:
                     oldway.append((t - t0) / 1e9)
                     self.record_children(s.pid)
                     self.quit_labrun(s)
-            log(f"  run {i + 1}: reset in place {inplace[-1]:.3f} s (labrun reports resuming in {reported[-1]} s), "
+            log(f"  run {i + 1}: reset in place {inplace[-1]:.3f} s (resumed line at {line_at[-1]} s, labrun reports "
+                f"resuming in {reported[-1]} s), "
                 f"stop + reset + cold boot {oldway[-1]:.3f} s")
         if prompt_shown < n:
             log(f"  note: the shell prompt was shown again after the resumed line in only {prompt_shown} of {n} resets in place")
         v, b = median(inplace), median(oldway)
         self.add("reset in place to a shell answer", round(v, 3), "s", round(b, 3), round(v / b, 3), "< 1 s", v < 1,
                  runs=n, samples=[round(x, 3) for x in inplace], baseline_samples=[round(x, 3) for x in oldway],
-                 labrun_reported_resume_seconds=reported, cli_reported_seconds_so_far=cli,
+                 labrun_reported_resume_seconds=reported, resumed_line_seconds=line_at, cli_reported_seconds_so_far=cli,
                  prompt_shown_after_resume=prompt_shown,
                  note="a VM booted from the boot checkpoint, its shell answering; time from spawning `labrun --lab L "
                       "reset --yes` (another process) until the same console's shell answers `echo r$((6*7))`, sent "
@@ -1000,12 +1002,12 @@ class Bench:
         self.record_tree(s.pid)
         self.quit_labrun(s)
         res = {"checkpoint": [], "cold": []}
-        reported, prompt_shown = [], 0
+        reported, line_at, prompt_shown = [], [], 0
         for i in range(n):
             for which in (("checkpoint", "cold") if i % 2 == 0 else ("cold", "checkpoint")):
                 if which == "checkpoint":
                     s = self.session(argv_ck, env=env_ck, name="make reset && make run")
-                    self.expect_resumed(s, 60)
+                    line_at.append(round(s.since_start(self.expect_resumed(s, 60)), 3))
                     mark = s.cursor - len(RESUMED)
                     t, shown = self.answer_after(s, s.cursor)
                     prompt_shown += shown
@@ -1020,13 +1022,13 @@ class Bench:
                 code = self.quit_labrun(s)
                 if code != 0:
                     raise BenchError(f"{s.name}: make exited {code}; screen tail:\n{s.tail()}")
-            log(f"  run {i + 1}: checkpoint {res['checkpoint'][-1]:.3f} s (labrun reports resuming in {reported[-1]} s), "
-                f"cold {res['cold'][-1]:.3f} s")
+            log(f"  run {i + 1}: checkpoint {res['checkpoint'][-1]:.3f} s (resumed line at {line_at[-1]} s, labrun "
+                f"reports resuming in {reported[-1]} s), cold {res['cold'][-1]:.3f} s")
         v, b = median(res["checkpoint"]), median(res["cold"])
         self.add("make reset && make run to a shell answer", round(v, 3), "s", round(b, 3), round(v / b, 3), "< 1 s",
                  v < 1, runs=n, samples=[round(x, 3) for x in res["checkpoint"]],
                  baseline_samples=[round(x, 3) for x in res["cold"]], labrun_reported_resume_seconds=reported,
-                 prompt_shown_after_resume=prompt_shown,
+                 resumed_line_seconds=line_at, prompt_shown_after_resume=prompt_shown,
                  note="VM stopped; time from spawning `sh -c 'make -s reset YES=1 && make -s run'` (in the checkout, "
                       "LABRUN_LAB=<lab>, LABRUN=<this labrun>, lab.conf gdb_port = a free port; `-o` keeps make from "
                       "rebuilding .build/release/labrun or a guest image) until the shell answers `echo r$((6*7))`, "

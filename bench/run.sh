@@ -2,8 +2,11 @@
 # `make bench`: labrun's cost against plain QEMU and bare ptys (issue 6). Writes
 # bench/results.md and bench/results.json. Needs the release build (LABRUN_BIN overrides
 # .build/release/labrun) and the tiny guest (`make guest`). TCG always: KVM is not trusted here.
-# Takes about 5 minutes on 2 cores. Extra arguments go to the helper (e.g. --only boot,cli;
-# figures: throughput, keystroke, noqmp, boot, live, offline, cli).
+# Takes about 8 minutes on 2 cores (a few more with the full Debian guest built in debian/). Extra
+# arguments go to the helper (e.g. --only boot,cli; figures: throughput, keystroke, noqmp, boot,
+# suspend, checkpoint, checkpoint-debian, reset, makerun, live, offline, cli). checkpoint-debian
+# is skipped unless `make rootfs` has built debian/; makerun runs `make reset`/`make run` in this
+# checkout with this labrun (LABRUN=...) on a throwaway lab (LABRUN_LAB=...).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

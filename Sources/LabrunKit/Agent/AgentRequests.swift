@@ -59,22 +59,17 @@ final class AgentRequests: LoopPart {
     var notice: (String) -> Void = { _ in }
     private var shareAnnounced = false
 
-    /// After a resume the guest's clock stands where it stopped: set it to the host's.
-    func setGuestClock() {
-        agent.exec("date -s @\(Int(wallClockSeconds().rounded())) >/dev/null", timeout: 10) { [unowned self] event in
-            if case .exit(let code) = event, code != 0 { notice("could not set the guest's clock (date exited \(code))") }
-            if case .failed(let why) = event { notice("could not set the guest's clock: \(why)") }
-            switch event { case .exit, .failed, .disconnected: return true; default: return false }
-        }
-    }
-
-    /// After a resume the guest's random pool is the saved one (every resume of a checkpoint
-    /// would draw the same numbers): mix 64 bytes of the host's randomness into it. The
-    /// kernel's early-boot reseed interval (about a second) then carries them into the CRNG.
-    func reseedGuestRandom() {
+    /// A resumed guest (suspend, boot checkpoint) has the saved clock and random pool: its
+    /// clock is set to the host's, and 64 bytes of the host's randomness are mixed into its
+    /// pool (else every resume of a checkpoint would draw the same numbers; the kernel's
+    /// early-boot reseed interval, about a second, carries them into the CRNG). One request,
+    /// so a client's first `exec` waits for as little as possible.
+    func refreshResumedGuest() {
         let octal = hostRandomBytes(64).map { "\\" + String($0, radix: 8) }.joined()
-        agent.exec("printf '\(octal)' >/dev/urandom", timeout: 10) { [unowned self] event in
-            if case .failed(let why) = event { notice("could not reseed the guest's random pool: \(why)") }
+        let line = "date -s @\(Int(wallClockSeconds().rounded())) >/dev/null && printf '\(octal)' >/dev/urandom"
+        agent.exec(line, timeout: 10) { [unowned self] event in
+            if case .exit(let code) = event, code != 0 { notice("could not set the guest's clock or reseed its random pool (exit \(code))") }
+            if case .failed(let why) = event { notice("could not set the guest's clock: \(why)") }
             switch event { case .exit, .failed, .disconnected: return true; default: return false }
         }
     }

@@ -36,6 +36,11 @@ public struct Checkpoint: Equatable, Sendable {
     public var diskPath: String { directory + "/disk.qcow2" }
     public var recordPath: String { directory + "/checkpoint.json" }
     public var name: String { "the boot checkpoint of \(record.createdText)" }
+    /// What it is a checkpoint of: the kernel, its command line and the VM's size.
+    public var summary: String {
+        let kernel = record.key.kernel.path.split(separator: "/").last.map(String.init) ?? record.key.kernel.path
+        return "\(kernel), \"\(record.key.append)\", \(record.key.shape.memoryMiB) MiB"
+    }
 
     static let streamMagic: [UInt8] = [0x51, 0x45, 0x56, 0x4D, 0, 0, 0, 3]   // "QEVM", version 3
 

@@ -115,8 +115,7 @@ public final class Supervisor {
             if resumedGuestIsStale {
                 // First on the agent's queue, before anything a client asks.
                 resumedGuestIsStale = false
-                agentRequests.setGuestClock()
-                agentRequests.reseedGuestRandom()
+                agentRequests.refreshResumedGuest()
             }
             if let checkpointer { checkpointer.agentReady() } else { agentRequests.agentStarted() }
         }
@@ -277,7 +276,7 @@ public final class Supervisor {
             if let why { return failed(why) }
             client.send(.cont) { [unowned self] r in
                 if case .failure(let e) = r { return failed(e.desc) }
-                resumed("resumed \(checkpoint.name) in \(Messages.formatSeconds(monotonicSeconds() - began)) instead of booting", prompt: checkpoint.record.prompt)
+                resumed("resumed \(checkpoint.name) (\(checkpoint.summary)) in \(Messages.formatSeconds(monotonicSeconds() - began)) instead of booting", prompt: checkpoint.record.prompt)
             }
         }
     }
