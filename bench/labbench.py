@@ -728,7 +728,7 @@ class Bench:
     @staticmethod
     def resume_seconds(s, start):
         """The seconds labrun reports in its "resumed the boot checkpoint of … in X s" line."""
-        m = re.search(rb"resumed the boot checkpoint of [^\r\n]*? in ([0-9.]+) s", bytes(s.transcript[start:]))
+        m = re.search(rb"resumed the boot checkpoint of [^\r\n]* in ([0-9.]+) s instead of booting", bytes(s.transcript[start:]))
         return float(m.group(1)) if m else None
 
     def warm_checkpoint(self, s, what, timeout=60, prompt_timeout=30):

@@ -101,6 +101,7 @@ extension LabrunCLI {
         say(SnapshotTable.render(snapshots).split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
         if let resume = controller.pendingResume, !running { say("the next boot resumes from snapshot '\(resume)'") }
         if let s = SuspendedState.of(controller.lab), !running { say("suspended since \(s.since): the next boot resumes it") }
+        if !running, let line = BootPlanner.preview(controller.lab) { say(line) }
         return 0
     }
 
@@ -125,7 +126,7 @@ extension LabrunCLI {
     static func status(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
         let a = try ArgumentSpec(flags: ["json"]).parse(args, command: "status")
         let controller = try context.controller()
-        struct Stopped: Encodable { var lab: String; var running = false; var runDirectory: String; var resume: String?; var suspendedSince: String? }
+        struct Stopped: Encodable { var lab: String; var running = false; var runDirectory: String; var resume: String?; var suspendedSince: String?; var bootCheckpoint: String? }
         if let denied = controller.run.permissionProblem { throw LabrunError(denied) }
         if let link = controller.supervisor() {
             let r = try link.send(.status)
@@ -148,7 +149,7 @@ extension LabrunCLI {
         }
         if a.flag("json") {
             say(encodeJSON(Stopped(lab: controller.lab.root, runDirectory: controller.run.path, resume: controller.pendingResume,
-                                   suspendedSince: SuspendedState.of(controller.lab)?.since)))
+                                   suspendedSince: SuspendedState.of(controller.lab)?.since, bootCheckpoint: BootPlanner.preview(controller.lab))))
         } else {
             say("stopped: \(controller.lab.root)")
             say("  run directory \(controller.run.path)")
@@ -157,6 +158,7 @@ extension LabrunCLI {
             }
             if let r = controller.pendingResume { say("  the next boot resumes from snapshot '\(r)'") }
             if let s = SuspendedState.of(controller.lab) { say("  suspended since \(s.since): the next boot resumes it (`labrun boot --cold` discards it)") }
+            if let line = BootPlanner.preview(controller.lab) { say("  " + line) }
         }
         return 0
     }

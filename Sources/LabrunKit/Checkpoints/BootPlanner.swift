@@ -52,3 +52,17 @@ public enum BootPlanner {
         "the boot checkpoint is not usable: \(why); " + (moved.map { "moved to \($0); " } ?? "removed; ") + "booting cold, and keeping a new one"
     }
 }
+
+extension BootPlanner {
+    /// What a plain `labrun boot` of this stopped lab will do with the boot checkpoint, for
+    /// `status` and `info` (nil when the runtime layer is not fresh). Reads no state file.
+    public static func preview(_ lab: Lab) -> String? {
+        guard FreshRuntime.isFresh(lab), SuspendedState.of(lab) == nil else { return nil }
+        guard let store = CheckpointStore(lab: lab) else { return "fresh runtime layer; boot checkpoints are off (lab.conf)" }
+        guard let command = try? QemuCommand(lab: lab, options: BootOptions()), let key = CheckpointKey(command: command) else { return nil }
+        if let record = CheckpointStore.record(in: store.path(for: key)), record.key == key {
+            return "fresh runtime layer: `labrun boot` resumes the boot checkpoint of \(record.createdText)"
+        }
+        return "fresh runtime layer: `labrun boot` boots cold and keeps a boot checkpoint"
+    }
+}

@@ -41,6 +41,14 @@ final class ConsoleDesk {
 
     func close() { monitor?.close() }
 
+    /// The VM is being started again (a reset in place): held output is shown, and the
+    /// monitor view (of the old QEMU) ends.
+    func vmRestarting() {
+        releaseHeld()
+        monitor?.close()
+        monitor = nil
+    }
+
     private func apply(_ intents: [ConsoleIntent]) {
         for intent in intents {
             switch intent {
