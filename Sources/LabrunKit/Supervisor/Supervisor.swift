@@ -133,61 +133,6 @@ public final class Supervisor {
         screen.notice("booting \(lab.root) (\(command.accelerator.rawValue), \(command.memoryMiB) MiB, QEMU pid \(child.pid)); Ctrl-a h for help, Ctrl-a x to quit")
     }
 
-    /// Starts `command`'s QEMU on a new pty and makes the parts that belong to it.
-    func launch() throws(LabrunError) {
-        let launch: QemuLaunch
-        do {
-            launch = try QemuLaunch.start(command.spawnConfiguration(runDirectory: run), size: WindowSize.of(input))
-        } catch {
-            throw LabrunError("cannot start \(command.qemuBinary): \(error)")
-        }
-        child = launch.child
-        startedAt = monotonicSeconds()
-        runState = "starting"
-        exitNoted = false
-        relay = GuestRelay(pty: launch.console)
-        relay.onOutput = { [unowned self] in
-            checkpointer?.output($0)
-            console.guest($0)
-        }
-        relay.canTakeOutput = { [unowned self] in console.canTakeOutput }
-        qemuMessages = QemuMessages(fd: launch.stderr)
-        qemuMessages.onLine = { [unowned self] in screen.notice("qemu: " + $0) }
-
-        links = SocketLinks(run: run)
-        links.needsQMP = { [unowned self] in child.status == nil && (qmp == nil || qmp!.isClosed) }
-        links.needsAgent = { [unowned self] in child.status == nil && agent.fd == nil }
-        links.onQMP = { [unowned self] in connected($0) }
-        links.onAgent = { [unowned self] in agent.attach($0) }
-
-        watchdog = QemuWatchdog(pid: child.pid, image: lab.runtimePath)
-        watchdog.busySince = { [unowned self] in qmp?.oldestPendingSince }
-        watchdog.onProgress = { [unowned self] in operations.progress($0) }
-        watchdog.wantsProbe = { [unowned self] in agentRequests.isBusy }
-        watchdog.probe = { [unowned self] in qmp?.send(.queryStatus) }
-        watchdog.onHung = { [unowned self] in operations.qemuHung($0); agentRequests.qemuHung(OperationQueue.hungLine(nil, $0)); teardown.escalate() }
-        watchdog.onRecovered = { [unowned self] in screen.notice("QEMU answers again"); operations.qemuRecovered(); agentRequests.qemuRecovered() }
-        teardown = Teardown(child: child) { [unowned self] in qmp?.quitIfReady() ?? false }
-        checkpointer = makeCheckpointer()
-        parts = nil
-    }
-
-    private func makeCheckpointer() -> BootCheckpointer? {
-        guard case .make(let store, let key) = command.options.checkpoint else { return nil }
-        let c = BootCheckpointer(store: store, key: key, runtime: lab.runtimePath, backing: lab.runtimeBacking)
-        c.qmp = { [unowned self] in qmp }
-        c.agent = agent
-        c.shareExported = command.options.shared != nil
-        c.operationsIdle = { [unowned self] in operations.isIdle }
-        c.setOperationsPaused = { [unowned self] paused in
-            operations.closed = paused || relaunching != nil || exitReason != nil
-            if !operations.closed { operations.startNext() }
-        }
-        c.notice = { [unowned self] in screen.notice($0) }
-        c.onFinished = { [unowned self] in agentRequests.agentStarted() }
-        return c
-    }
-
     private func cleanUp() {
         console.close()
         qmp?.close()
@@ -240,7 +185,7 @@ public final class Supervisor {
         return all
     }
 
-    private func connected(_ client: QMPClient) {
+    func connected(_ client: QMPClient) {
         client.onEvent = { [unowned self] name, _ in
             if name == "STOP" { runState = "paused" } else if name == "RESUME" { runState = "running" }
         }
@@ -252,44 +197,6 @@ public final class Supervisor {
             operations.qemuReady()
         }
         qmp = client
-    }
-
-    private func resumeSuspended(_ client: QMPClient) {
-        let since = SuspendedState.of(lab)?.since ?? "earlier"
-        suspendJob(client).resume { [unowned self] why in
-            if let why { return quit(.qemuFailed("the suspended VM could not be resumed: \(why); `labrun boot --cold` discards it")) }
-            SuspendedState.discard(in: lab)
-            resumed("resumed the VM suspended at \(since)", prompt: nil)
-        }
-    }
-
-    /// Loads the boot checkpoint into this QEMU; one that does not load is moved aside and
-    /// the VM boots cold instead, in place.
-    private func resumeCheckpoint(_ checkpoint: Checkpoint, _ client: QMPClient) {
-        let began = startedAt
-        MigrationFile.load(client, from: checkpoint.statePath) { [unowned self] why in
-            let failed = { [unowned self] (why: String) in
-                let moved = CheckpointStore(directory: parentDirectory(checkpoint.directory)).moveAside(checkpoint.directory)
-                screen.notice(BootPlanner.damaged("QEMU could not load it (\(why))", moved))
-                beginRelaunch(.cold)
-            }
-            if let why { return failed(why) }
-            client.send(.cont) { [unowned self] r in
-                if case .failure(let e) = r { return failed(e.desc) }
-                resumed("resumed \(checkpoint.name) (\(checkpoint.summary)) in \(Messages.formatSeconds(monotonicSeconds() - began)) instead of booting", prompt: checkpoint.record.prompt)
-            }
-        }
-    }
-
-    /// A resumed VM (no boot, no agent hello): its agent is already up, its clock and random
-    /// pool are stale, and its console shows the line it stood at.
-    private func resumed(_ line: String, prompt: String?) {
-        resumedGuestIsStale = true
-        agent.assumeReady()
-        // Now, not after the old VM's unfinished line: the prompt must follow it.
-        screen.notice(line, now: true)
-        if let prompt { screen.guest(Array(prompt.utf8)) }
-        operations.qemuReady()
     }
 
     /// Graceful shutdown (QMP quit, SIGTERM, SIGKILL); straight to the signals when QEMU hangs.
@@ -312,40 +219,11 @@ public final class Supervisor {
         if exitReason == nil { exitReason = ExitReason(qemu: command.qemuBinary, ended: status, lastMessage: qemuMessages.last) }
     }
 
-    private func received(_ request: ControlRequest, from id: ControlServer.ConnectionID) {
-        switch request.command {
-        case .status:
-            var r = ControlResponse()
-            let stuck = watchdog.notResponding
-            r.status = SupervisorStatus(lab: lab.root, runDirectory: run.path, supervisorPid: currentProcessID, qemuPid: child.pid,
-                                        runState: stuck == nil ? runState : "not responding", uptimeSeconds: monotonicSeconds() - startedAt,
-                                        accelerator: command.accelerator.rawValue, shared: command.options.shared,
-                                        gdbPort: command.options.gdbPort, agent: agent.isReady, notResponding: stuck)
-            r.message = statusLine()
-            control.respond(id, r)
-        case .stop:
-            var r = ControlResponse()
-            r.message = "stopping the VM"
-            control.respond(id, r)
-            screen.notice("`labrun stop` requested: shutting the VM down")
-            quit(.quit)
-        case .exec, .waitReady:
-            agentRequests.submit(request.command, from: id)
-        case .snapshot(let r):
-            operations.enqueue(.init(origin: .control(id), request: r))
-        case .suspend:
-            suspender.request(from: id)
-        case .reset(let undo):
-            screen.notice(undo ? "`labrun reset --undo` requested: back to the previous runtime layer" : "`labrun reset` requested: back to the golden image")
-            beginRelaunch(.reset(undo: undo, requester: id))
-        }
-    }
-
     func suspendJob(_ q: QMPClient) -> SuspendJob {
         SuspendJob(qmp: q, agent: agent, lab: lab, shape: command.shape, shareExported: command.options.shared != nil)
     }
 
-    private func statusLine() -> String {
+    func statusLine() -> String {
         let state = watchdog.notResponding.map { "not responding: \($0)" } ?? runState
         return "QEMU pid \(child.pid), \(state), up \(Messages.formatSeconds(monotonicSeconds() - startedAt)), run directory \(run.path)"
     }

@@ -1,0 +1,58 @@
+/// Starting one QEMU: its pty, stderr, links, watchdog, teardown and (on a fresh runtime
+/// layer) the boot checkpointer. Called once at start and again by a reset in place.
+extension Supervisor {
+    /// Starts `command`'s QEMU on a new pty and makes the parts that belong to it.
+    func launch() throws(LabrunError) {
+        let launch: QemuLaunch
+        do {
+            launch = try QemuLaunch.start(command.spawnConfiguration(runDirectory: run), size: WindowSize.of(input))
+        } catch {
+            throw LabrunError("cannot start \(command.qemuBinary): \(error)")
+        }
+        child = launch.child
+        startedAt = monotonicSeconds()
+        runState = "starting"
+        exitNoted = false
+        relay = GuestRelay(pty: launch.console)
+        relay.onOutput = { [unowned self] in
+            checkpointer?.output($0)
+            console.guest($0)
+        }
+        relay.canTakeOutput = { [unowned self] in console.canTakeOutput }
+        qemuMessages = QemuMessages(fd: launch.stderr)
+        qemuMessages.onLine = { [unowned self] in screen.notice("qemu: " + $0) }
+
+        links = SocketLinks(run: run)
+        links.needsQMP = { [unowned self] in child.status == nil && (qmp == nil || qmp!.isClosed) }
+        links.needsAgent = { [unowned self] in child.status == nil && agent.fd == nil }
+        links.onQMP = { [unowned self] in connected($0) }
+        links.onAgent = { [unowned self] in agent.attach($0) }
+
+        watchdog = QemuWatchdog(pid: child.pid, image: lab.runtimePath)
+        watchdog.busySince = { [unowned self] in qmp?.oldestPendingSince }
+        watchdog.onProgress = { [unowned self] in operations.progress($0) }
+        watchdog.wantsProbe = { [unowned self] in agentRequests.isBusy }
+        watchdog.probe = { [unowned self] in qmp?.send(.queryStatus) }
+        watchdog.onHung = { [unowned self] in operations.qemuHung($0); agentRequests.qemuHung(OperationQueue.hungLine(nil, $0)); teardown.escalate() }
+        watchdog.onRecovered = { [unowned self] in screen.notice("QEMU answers again"); operations.qemuRecovered(); agentRequests.qemuRecovered() }
+        teardown = Teardown(child: child) { [unowned self] in qmp?.quitIfReady() ?? false }
+        checkpointer = makeCheckpointer()
+        parts = nil
+    }
+
+    func makeCheckpointer() -> BootCheckpointer? {
+        guard case .make(let store, let key) = command.options.checkpoint else { return nil }
+        let c = BootCheckpointer(store: store, key: key, runtime: lab.runtimePath, backing: lab.runtimeBacking)
+        c.qmp = { [unowned self] in qmp }
+        c.agent = agent
+        c.shareExported = command.options.shared != nil
+        c.operationsIdle = { [unowned self] in operations.isIdle }
+        c.setOperationsPaused = { [unowned self] paused in
+            operations.closed = paused || relaunching != nil || exitReason != nil
+            if !operations.closed { operations.startNext() }
+        }
+        c.notice = { [unowned self] in screen.notice($0) }
+        c.onFinished = { [unowned self] in agentRequests.agentStarted() }
+        return c
+    }
+}
