@@ -6,7 +6,10 @@ CONFIG       ?= release
 # A statically linked Swift runtime halves labrun's start-up (6 ms -> 3 ms measured by the bench).
 STATIC       := $(if $(filter release,$(CONFIG)),--static-swift-stdlib)
 LABRUN_BUILD := .build/$(CONFIG)/labrun
-LABRUN       := $(LABRUN_BUILD)
+# LABRUN=/path/to/labrun (command line or environment) runs another binary and never builds.
+LABRUN       ?= $(LABRUN_BUILD)
+# The binary to build first: labrun's own, only when LABRUN is not another one.
+LABRUN_READY := $(if $(filter $(LABRUN_BUILD),$(LABRUN)),$(LABRUN_BUILD))
 # Integration tests and CI run under TCG: KVM is broken on the build machines.
 TEST_ACCEL   ?= tcg
 
@@ -103,13 +106,13 @@ guest-aarch64/debian-rootfs.qcow2:
 
 # --- the VM ------------------------------------------------------------------------------
 
-run: deps $(LABRUN_BUILD) $(GUEST_IMAGE)
+run: deps $(LABRUN_READY) $(GUEST_IMAGE)
 	$(LABRUN) boot --debug
 
-nodebug: deps $(LABRUN_BUILD) $(GUEST_IMAGE)
+nodebug: deps $(LABRUN_READY) $(GUEST_IMAGE)
 	$(LABRUN) boot
 
-shared: deps $(LABRUN_BUILD) $(GUEST_IMAGE)
+shared: deps $(LABRUN_READY) $(GUEST_IMAGE)
 	$(LABRUN) boot --shared --debug
 
 debug:
@@ -120,7 +123,6 @@ debug:
 # on a VM that may be running, whose supervisor is that binary, so they never recompile first.
 # `make ... LABRUN=/path/to/labrun` picks another binary. The lab is labrun's own choice
 # (LABRUN_LAB, or this checkout).
-LABRUN_READY := $(if $(filter $(LABRUN_BUILD),$(LABRUN)),$(LABRUN_BUILD))
 
 $(LABRUN_BUILD): $(LABRUN_SOURCES)
 	$(SWIFT) build -c $(CONFIG) $(STATIC) --product labrun

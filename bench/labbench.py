@@ -6,6 +6,7 @@ cleans up (kills the processes listed in WORK/pids, removes WORK) whatever happe
 Standard library only. Every figure is the median of several runs, each labrun run paired with
 its baseline run in the same session (alternating order), and is written to results.md/json."""
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ import labpy  # noqa: E402  (the pty and QMP helpers guest/smoke-test.py uses to
 # Runs per figure (each figure's median is over this many runs of labrun and of its baseline).
 RUNS = {
     "throughput": 5,   # 256 MiB each
+    "guest-throughput": 9,  # `cat` of a 2 MB file in the tiny guest: plain QEMU, labrun + 1 viewer, + 2 viewers
     "keystroke": 5,    # 10,000 round trips each
     "live": 10,        # create / restore / delete cycles (half with each lab under labrun)
     "offline": 9,
@@ -38,9 +40,16 @@ RUNS = {
     "makerun": 5,             # make reset YES=1 && make run, checkpoint vs cold
 }
 # Every figure --only accepts, in the order they run.
-FIGURES = ["throughput", "keystroke", "noqmp", "boot", "suspend", "checkpoint", "checkpoint-debian",
+FIGURES = ["throughput", "guest-throughput", "keystroke", "noqmp", "boot", "suspend", "checkpoint", "checkpoint-debian",
            "reset", "makerun", "live", "offline", "cli"]
 THROUGHPUT_BYTES = 256 << 20
+# The real-guest throughput figure (issue 12): a 2 MB text file made once in each lab's guest,
+# then `cat` to the console, timed until the marker echoed right after it is on the terminal(s).
+GUEST_FILE_BYTES = 2_000_000
+GUEST_FILE = "/root/big.txt"
+GUEST_LINE = "the quick brown fox jumps over the lazy dog 0123456789"
+CAT_COMMAND = f"cat {GUEST_FILE}; echo END$((40+2))\r".encode()
+CAT_END = b"END42"
 ROUND_TRIPS = 10_000
 IDLE_SECONDS = 30
 PROMPT = b"root@lab:"
@@ -484,6 +493,208 @@ class Bench:
                      note=(f"{mib:.0f} MiB of zeros from a stand-in QEMU; baseline: same producer on a bare pty, same reader"
                            if goal else "bench/relay.py (Python poll loop, same two-pty topology as labrun) in labrun's place"))
 
+    # --- 1b console throughput of a real guest (issue 12 §4) -------------------------------
+
+    @staticmethod
+    def read_until_marker(sessions, marker, timeout=300):
+        """Reads every session's terminal in one tight poll loop until each has shown `marker`
+        (what comes before it is counted, not kept). Returns {session: (perf_counter_ns when it
+        saw the marker, bytes read up to and including it, labrun's "[labrun] …" lines among
+        them, reads it took)}; the rest of each read (the prompt) goes to the transcript, the cursor left just
+        past the marker."""
+        poller = select.poll()
+        by_fd = {s.fd: s for s in sessions}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        keep = len(marker) - 1
+        tail = dict.fromkeys(by_fd, b"")
+        got = dict.fromkeys(by_fd, 0)
+        reads = dict.fromkeys(by_fd, 0)
+        notes = {fd: [] for fd in by_fd}
+        done = {}
+        deadline = time.monotonic() + timeout
+        read = os.read
+        while len(done) < len(by_fd):
+            ready = poller.poll(1000)
+            if not ready:
+                if time.monotonic() > deadline or any(s.proc.poll() is not None for s in sessions):
+                    lines = "; ".join(f"{s.name}: {got[s.fd]} bytes, exit {s.proc.poll()}, tail {bytes(tail[s.fd])!r}"
+                                      for s in sessions)
+                    raise BenchError(f"no {marker!r} on every terminal within {timeout} s ({lines})")
+                continue
+            for fd, _ in ready:
+                try:
+                    chunk = read(fd, 1 << 16)
+                except OSError:
+                    chunk = b""
+                s = by_fd[fd]
+                reads[fd] += 1
+                if not chunk:
+                    raise BenchError(f"{s.name}: terminal closed after {got[fd]} bytes (exit {s.proc.poll()})")
+                if fd in done:
+                    s.transcript += chunk
+                    continue
+                buf = tail[fd] + chunk
+                if b"[labrun]" in buf:
+                    notes[fd] += [m.decode(errors="replace") for m in re.findall(rb"\[labrun\][^\r\n]*", buf)]
+                i = buf.find(marker)
+                if i < 0:
+                    got[fd] += len(chunk)
+                    tail[fd] = buf[-keep:]
+                    continue
+                t = now_ns()
+                end = i + len(marker)
+                got[fd] += end - len(tail[fd])
+                done[fd] = (t, got[fd], notes[fd], reads[fd])
+                s.transcript += buf[:end]
+                s.cursor = len(s.transcript)
+                s.transcript += buf[end:]
+        return {by_fd[fd]: v for fd, v in done.items()}
+
+    def make_big_file(self, s):
+        """The 2 MB text file in the guest on console `s`, made once per lab (a second call finds it)."""
+        s.drain()
+        s.cursor = len(s.transcript)
+        s.send(f"[ -s {GUEST_FILE} ] || {{ yes '{GUEST_LINE}' | head -c {GUEST_FILE_BYTES} > {GUEST_FILE}; sync; }}; "
+               f"wc -c < {GUEST_FILE}; echo MADE$((40+2))\r")
+        s.expect(b"MADE42", 120)
+        said = bytes(s.transcript[:s.cursor]).split(b"MADE42")[-2].split()
+        size = int(said[-1]) if said and said[-1].isdigit() else None
+        if size != GUEST_FILE_BYTES:
+            raise BenchError(f"{s.name}: {GUEST_FILE} in the guest has {size} bytes, not {GUEST_FILE_BYTES}; screen tail:\n{s.tail()}")
+        s.expect(PROMPT, 10)
+
+    def cat_once(self, typer, viewers, label):
+        """One timed `cat` of the big file: the command is typed on `typer`, the clock runs from
+        just before its write until the end marker is on every terminal in `viewers` (all read
+        in one tight loop). Returns (seconds, {session name: bytes read}, mean bytes per read,
+        this process's CPU seconds meanwhile: the reader's own load)."""
+        for v in viewers:
+            v.drain()
+        time.sleep(0.2)  # a quiet console: what came before the command is not timed
+        for v in viewers:
+            v.drain()
+            v.cursor = len(v.transcript)
+        c0 = time.process_time()
+        t0 = now_ns()
+        typer.send(CAT_COMMAND)
+        seen = self.read_until_marker(viewers, CAT_END)
+        t = (max(x[0] for x in seen.values()) - t0) / 1e9
+        cpu = time.process_time() - c0
+        per_read = sum(x[1] for x in seen.values()) / max(1, sum(x[3] for x in seen.values()))
+        nbytes = {v.name: seen[v][1] for v in viewers}
+        for v in viewers:
+            if seen[v][1] < GUEST_FILE_BYTES:
+                raise BenchError(f"{label}: {v.name} read only {seen[v][1]} bytes before {CAT_END!r} "
+                                 f"(the file is {GUEST_FILE_BYTES}); screen tail:\n{v.tail()}")
+        typer.expect(PROMPT, 30)
+        for v in viewers:
+            if v is not typer:
+                v.expect(PROMPT, 30)
+        for v in viewers:
+            said = seen[v][2] + re.findall(r"\[labrun\][^\r\n]*", bytes(v.transcript[v.cursor:]).decode(errors="replace"))
+            if said:
+                log(f"  note: {label}: labrun said on {v.name} during the run: {' | '.join(said)}")
+            if any("fell behind" in x for x in said):
+                raise BenchError(f"{label}: {v.name} fell behind (output skipped): {said}")
+        return t, nbytes, per_read, cpu
+
+    def attach_viewer(self, lab):
+        """A second terminal: `labrun attach` on a pty of its own, once the hub has welcomed it."""
+        v = self.session([self.labrun, "--lab", lab, "attach"], name="labrun attach")
+        v.expect(b"other terminal", 15)
+        self.record_tree(v.pid)
+        time.sleep(0.2)
+        v.drain()
+        return v
+
+    def detach_viewer(self, v):
+        v.drain()
+        v.send(b"\x01d")
+        code = v.wait_exit(15)
+        if code != 0:
+            raise BenchError(f"{v.name}: `labrun attach` did not detach cleanly after Ctrl-a d "
+                             f"(exit {code}); screen tail:\n{v.tail()}")
+        self.finish(v)
+
+    def fig_guest_throughput(self):
+        n = RUNS["guest-throughput"]
+        mb = GUEST_FILE_BYTES / 1e6
+        log(f"1b console throughput of the tiny guest: `cat` of a {mb:g} MB text file to the console; plain QEMU, "
+            f"labrun with its console log and one terminal, and with a second `labrun attach`; {n} runs each")
+        self.note_foreign("guest console throughput")
+        lab_l = self.new_lab("catlabrun")  # lab.conf as `labrun init` writes it: console log on
+        lab_p = self.new_lab("catplain")
+        with open(os.path.join(lab_l, "lab.conf")) as f:
+            if re.search(r"(?m)^\s*log\s*=\s*off\b", f.read()):
+                raise BenchError(f"{lab_l}/lab.conf turns the console log off")
+        # labrun first: it refuses to boot while another QEMU holds a layer of its chain (the golden).
+        s = self.labrun_boot(lab_l, name="labrun boot terminal")
+        s.expect(READY, 60)
+        s.expect(PROMPT, 30)
+        self.record_tree(s.pid)
+        argv = self.dry_run_argv(lab_p)
+        p = self.plain_qemu(lab_p, argv, name="plain qemu")
+        p.expect(READY, 60)
+        p.expect(PROMPT, 30)
+        qmp_p = os.path.join(lab_p, ".labrun", "qmp.sock")
+        log_path = os.path.join(lab_l, "console.log")
+        try:
+            self.make_big_file(s)
+            self.make_big_file(p)
+            kinds = ["plain", "one", "two"]
+            res = {k: [] for k in kinds}
+            sizes = {k: [] for k in kinds}
+            log("  warm-up: one run of each (not counted)")
+            for i in range(n + 1):
+                for which in kinds[i % 3:] + kinds[:i % 3]:
+                    if which == "plain":
+                        t, nb = self.cat_once(p, [p], "plain QEMU")
+                    elif which == "one":
+                        t, nb = self.cat_once(s, [s], "labrun, one terminal")
+                    else:
+                        v = self.attach_viewer(lab_l)
+                        try:
+                            t, nb = self.cat_once(s, [s, v], "labrun, two terminals")
+                        finally:
+                            self.detach_viewer(v)
+                    if i > 0:
+                        res[which].append(t)
+                        sizes[which].append(nb)
+                if i > 0:
+                    log(f"  run {i}: plain QEMU {res['plain'][-1]:.3f} s, labrun + 1 terminal {res['one'][-1]:.3f} s, "
+                        f"+ 2 terminals {res['two'][-1]:.3f} s")
+            # Rotated at lab.conf's log_size (16 MiB) into console.log.1 …: all of them together.
+            log_bytes = sum(os.path.getsize(os.path.join(lab_l, f)) for f in os.listdir(lab_l)
+                            if re.fullmatch(r"console\.log(\.\d+)?", f))
+            if log_bytes < (n * 2 + 2) * GUEST_FILE_BYTES:
+                raise BenchError(f"the console log ({log_path}*) has {log_bytes} bytes: it did not record every cat")
+        finally:
+            self.quit_plain(p, qmp_p)
+            self.quit_labrun(s)
+        b = median(res["plain"])
+        bspeed = mb / b
+        for which, label, lim, what in (("one", "one terminal", 0.95, "the `labrun boot` terminal"),
+                                        ("two", "two terminals", 0.9, "the `labrun boot` terminal and a `labrun attach` "
+                                                                      "terminal (time until both have the marker)")):
+            v = median(res[which])
+            speed = mb / v
+            ratio = b / v
+            lo, blo = min(res[which]), min(res["plain"])
+            self.add(f"console throughput, tiny guest `cat`, {label}", round(speed, 3), "MB/s", round(bspeed, 3),
+                     round(ratio, 3), f">= {lim} (ratio)", ratio >= lim, runs=n,
+                     samples=[round(mb / x, 3) for x in res[which]], baseline_samples=[round(mb / x, 3) for x in res["plain"]],
+                     seconds=round(v, 3), baseline_seconds=round(b, 3),
+                     seconds_samples=[round(x, 3) for x in res[which]],
+                     baseline_seconds_samples=[round(x, 3) for x in res["plain"]],
+                     fastest_ratio=round(blo / lo, 3), bytes_read=sizes[which][0], baseline_bytes_read=sizes["plain"][0],
+                     note=f"`cat` of a {mb:g} MB text file in the guest's shell, timed from writing the command until "
+                          f"`END42` (echoed right after) is on {what}; labrun with its console log on "
+                          f"(console.log {log_bytes / 1e6:.1f} MB after the runs); baseline: plain QEMU with labrun's "
+                          f"arguments (`boot --dry-run`), stdio on a pty; both VMs up meanwhile, one cat at a time; "
+                          f"medians {v:.3f} s vs {b:.3f} s (ratio = plain time / labrun time); fastest runs "
+                          f"{lo:.3f} vs {blo:.3f} s (ratio {blo / lo:.3f})")
+
     # --- 2 keystroke round trip ------------------------------------------------------------
 
     @staticmethod
@@ -856,17 +1067,47 @@ class Bench:
         self.note_foreign("checkpoint")
         self.fresh_boot_figure("checkpoint", "tiny guest", self.golden, 0.3, 60)
 
+    @staticmethod
+    def shared_build_lock(path, what, wait=600):
+        """A shared flock on a guest builder's lock file (the builder takes it exclusively): waits
+        up to `wait` s for a build in progress to finish. The fd (close it to release), or None
+        when there is no lock file (never built)."""
+        if not os.path.exists(path):
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        deadline = time.monotonic() + wait
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise BenchError(f"{what} is being rebuilt ({path} held for {wait} s)")
+                if not said:
+                    log(f"  waiting for the build of {what} to finish ({path})")
+                    said = True
+                time.sleep(1)
+
     def fig_checkpoint_debian(self):
         deb = os.path.join(self.root, "debian")
-        missing = [p for p in ("lab.conf", "debian-rootfs.qcow2", "guest-build/vmlinux") if not os.path.exists(os.path.join(deb, p))]
-        if missing:
-            log(f"5d SKIPPED: the full Debian guest is not built ({deb}: no {', '.join(missing)}; `make rootfs` builds it)")
-            return
-        log(f"5d boot of a fresh runtime layer, full Debian guest ({deb}): resume vs plain QEMU -loadvm vs cold boot, "
-            f"{RUNS['checkpoint-debian']} runs each (its checkpoints in the work directory, not in {deb})")
-        self.note_foreign("checkpoint debian")
-        self.fresh_boot_figure("checkpoint-debian", "Debian guest", deb, 1.5, 240,
-                               checkpoint_dir=os.path.join(self.work, "debian-checkpoints"))
+        # The Debian images are used in place (GiBs: not copied as run.sh copies the tiny guest).
+        # A build in progress is waited for, and none can start while this figure holds the lock.
+        lock = self.shared_build_lock(os.path.join(deb, "guest-build", ".build.lock"), "the Debian guest")
+        try:
+            missing = [p for p in ("lab.conf", "debian-rootfs.qcow2", "guest-build/vmlinux") if not os.path.exists(os.path.join(deb, p))]
+            if missing:
+                log(f"5d SKIPPED: the full Debian guest is not built ({deb}: no {', '.join(missing)}; `make rootfs` builds it)")
+                return
+            log(f"5d boot of a fresh runtime layer, full Debian guest ({deb}): resume vs plain QEMU -loadvm vs cold boot, "
+                f"{RUNS['checkpoint-debian']} runs each (its checkpoints in the work directory, not in {deb})")
+            self.note_foreign("checkpoint debian")
+            self.fresh_boot_figure("checkpoint-debian", "Debian guest", deb, 1.5, 240,
+                                   checkpoint_dir=os.path.join(self.work, "debian-checkpoints"))
+        finally:
+            if lock is not None:
+                os.close(lock)
 
     def fig_reset(self):
         n = RUNS["reset"]
@@ -1281,7 +1522,13 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", default="", help="comma list of figures: " + ",".join(FIGURES))
+    ap.add_argument("--runs", default="", help="comma list of FIGURE=N: runs for those figures instead of the defaults")
     a = ap.parse_args()
+    for item in filter(None, a.runs.split(",")):
+        k, _, v = item.partition("=")
+        if k not in RUNS or not v.isdigit() or int(v) < 1:
+            ap.error(f"--runs: expected FIGURE=N with FIGURE one of {', '.join(RUNS)}, got {item!r}")
+        RUNS[k] = int(v)
     only = set(filter(None, a.only.split(",")))
     if only - set(FIGURES):
         ap.error(f"--only: unknown figure(s) {', '.join(sorted(only - set(FIGURES)))}; known: {', '.join(FIGURES)}")
@@ -1300,6 +1547,7 @@ def main():
         b.lab_live_plain = b.new_lab("liveB")
         b.lab_offline = b.new_lab("offline")
         if want("throughput"): b.fig_throughput()
+        if want("guest-throughput"): b.fig_guest_throughput()
         if want("keystroke"): b.fig_keystroke()
         if want("noqmp"): b.fig_noqmp_idle()
         if want("boot"): b.fig_boot()

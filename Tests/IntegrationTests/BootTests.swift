@@ -69,7 +69,7 @@ struct BootTests {
         #expect(session.terminalRestored)
     }
 
-    @Test(arguments: [Signal.terminate, .hangup, .interrupt])
+    @Test(arguments: [Signal.terminate, .interrupt])
     func terminatingSignalShutsTheVMDownAndRestoresTheTerminal(_ signal: Signal) throws {
         let lab = try TestLab()
         let session = try lab.boot()
@@ -79,6 +79,28 @@ struct BootTests {
         #expect(session.waitForExit() != nil)
         #expect(waitGone(qemu, seconds: 2), "QEMU \(qemu) outlived labrun after \(signal)")
         #expect(session.terminalRestored)
+    }
+
+    /// Issue 12: a hang-up (a closed window, a dropped ssh link) detaches; the VM runs on.
+    @Test func hangupDetachesAndTheVMRunsOn() throws {
+        let lab = try TestLab()
+        let session = try lab.boot()
+        try session.waitForShell()
+        try session.shell("HUPMARK=still-here")
+        let qemu = try qemuPid(lab)
+        session.process.send(.hangup)
+        #expect(session.waitForExit() != nil)
+        #expect(session.terminalRestored)
+        sleepSeconds(1)
+        #expect(processAlive(qemu), "QEMU \(qemu) ended after a hang-up")
+        #expect(try lab.cli(["status"]).stdout.hasPrefix("running"))
+        let back = try ConsoleSession(arguments: ["--lab", lab.root, "attach"])
+        try back.expect(ConsoleSession.prompt, timeout: 10)
+        back.skipPast(seconds: 0.5)
+        #expect(lines(try back.shell("echo $HUPMARK")).contains("still-here"))
+        try back.send([0x01, UInt8(ascii: "x")])
+        #expect(back.waitForExit() == .exited(0))
+        #expect(waitGone(qemu, seconds: 5))
     }
 
     @Test func sigkillLeavesNoQemuAndTheNextCommandCleansUp() throws {

@@ -40,11 +40,16 @@ extension TestLab {
         return s
     }
 
-    /// Guest seconds minus host seconds, through the agent.
+    /// How far the guest's clock is from the host's, in whole seconds, through the agent: 0
+    /// when the guest's `date +%s` lies within the host's seconds around the call.
     func guestClockOffset() throws -> Int {
+        let before = wallClockSeconds()
         let r = try exec("date +%s")
+        let after = wallClockSeconds()
         let guest = Int(r.stdout.trimmed) ?? 0
-        return guest - Int(wallClockSeconds().rounded())
+        if guest < Int(before) { return guest - Int(before) }
+        if guest > Int(after) { return guest - Int(after) }
+        return 0
     }
 }
 

@@ -124,7 +124,7 @@ struct FaultTests {
         removeFile(mount.path + "/filler")
         try lab.ok(["snapshot", "restore", "before-full"])
         let out = lines(try session.shell("echo M=$M; cat /root/marker"))
-        #expect(out.contains("M=before-full") && out.contains("before-full"), "\(out)")
+        #expect(out.contains("M=before-full") && out.contains("before-full"), "\(out) screen: \(session.text.suffix(1500).debugDescription)")
         try lab.ok(["snapshot", "create", "with-room"])
         try session.quit()
         let check = try lab.cli(["check"])

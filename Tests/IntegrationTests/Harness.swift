@@ -66,8 +66,8 @@ final class ConsoleSession {
     /// The terminal's settings before labrun started, to compare after it ends.
     let settingsBefore: termios
 
-    init(arguments: [String], environment: [String: String] = ["LABRUN_ACCEL": "tcg"]) throws {
-        pty = try PseudoTerminal.open(size: WindowSize(rows: 40, columns: 132))
+    init(arguments: [String], environment: [String: String] = ["LABRUN_ACCEL": "tcg"], size: WindowSize = WindowSize(rows: 40, columns: 132)) throws {
+        pty = try PseudoTerminal.open(size: size)
         // A cooked terminal, as a shell leaves it.
         var t = termios()
         tcgetattr(pty.secondary.rawValue, &t)
@@ -133,14 +133,28 @@ final class ConsoleSession {
         }
     }
 
+    /// The terminal changes size (its program gets SIGWINCH from the kernel).
+    func resize(_ size: WindowSize) { size.apply(to: pty.primary) }
+
     func send(_ text: String) throws { try pty.primary.writeAll(Array(text.utf8)) }
     func send(_ bytes: [UInt8]) throws { try pty.primary.writeAll(bytes) }
+
+    /// Reads for `seconds`, then looks only at what comes after (e.g. past a replayed screen).
+    func skipPast(seconds: Double) {
+        let deadline = monotonicSeconds() + seconds
+        while monotonicSeconds() < deadline { pump(timeout: max(0.001, min(0.05, deadline - monotonicSeconds()))) }
+        cursor = transcript.count
+    }
 
     /// Types a shell command and waits for the shell's next prompt.
     @discardableResult
     func shell(_ command: String, timeout: Double = 30) throws -> String {
         try send(command + "\r")
-        return try expect(Self.prompt, timeout: timeout)
+        // The command's echo first: a prompt the shell redraws meanwhile (the console got its
+        // size, a terminal query timed out) is not the next command's prompt.
+        let echo = String(command.prefix(12))
+        let before = echo.isEmpty ? "" : try expect(echo, timeout: timeout) + echo
+        return before + (try expect(Self.prompt, timeout: timeout))
     }
 
     static let prompt = "root@lab:"
@@ -150,6 +164,30 @@ final class ConsoleSession {
     func waitForShell(timeout: Double = 60, sourceLocation: SourceLocation = #_sourceLocation) throws {
         try expectAny([Self.readyLine, Self.resumedLine], timeout: timeout, sourceLocation: sourceLocation)
         try expect(Self.prompt, timeout: 15, sourceLocation: sourceLocation)
+        // The shell redraws its prompt when the console gets the terminal's size: wait for
+        // the console to settle, so the next prompt looked for is the next command's.
+        settle()
+    }
+
+    /// Reads until nothing has come for `quiet` seconds (at most `limit`); looks only past it.
+    func settle(quiet: Double = 0.4, limit: Double = 3) {
+        let end = monotonicSeconds() + limit
+        var last = transcript.count
+        var lastChange = monotonicSeconds()
+        while monotonicSeconds() < end {
+            pump(timeout: 0.05)
+            if transcript.count != last { last = transcript.count; lastChange = monotonicSeconds() }
+            if monotonicSeconds() - lastChange >= quiet { break }
+        }
+        if let p = find(Array(Self.prompt.utf8), from: cursor) { cursor = max(cursor, p) }
+        if let lastPrompt = lastOccurrence(Array(Self.prompt.utf8)) { cursor = max(cursor, lastPrompt) }
+    }
+
+    private func lastOccurrence(_ needle: [UInt8]) -> Int? {
+        var at: Int?
+        var i = cursor
+        while let r = find(needle, from: i) { at = r; i = r }
+        return at
     }
 
     static let readyLine = "labrun-guest: ready"

@@ -64,15 +64,39 @@ final class AgentRequests: LoopPart {
     /// pool (else every resume of a checkpoint would draw the same numbers; the kernel's
     /// early-boot reseed interval, about a second, carries them into the CRNG). One request,
     /// so a client's first `exec` waits for as little as possible.
+    /// About how long the guest takes to run an agent request once it is sent (TCG).
+    static let agentLatency = 0.1
+
     func refreshResumedGuest() {
         let octal = hostRandomBytes(64).map { "\\" + String($0, radix: 8) }.joined()
-        let line = "date -s @\(Int(wallClockSeconds().rounded())) >/dev/null && printf '\(octal)' >/dev/urandom"
+        // `date -s` takes whole seconds: the nearest one at about when the guest runs it.
+        let line = "date -s @\(Int((wallClockSeconds() + Self.agentLatency).rounded())) >/dev/null && printf '\(octal)' >/dev/urandom"
         agent.exec(line, timeout: 10) { [unowned self] event in
             if case .exit(let code) = event, code != 0 { notice("could not set the guest's clock or reseed its random pool (exit \(code))") }
             if case .failed(let why) = event { notice("could not set the guest's clock: \(why)") }
             switch event { case .exit, .failed, .disconnected: return true; default: return false }
         }
     }
+
+    /// Tells the guest's console its size (the terminal that typed last), so `stty size`, vi
+    /// and less use the whole window: the agent sets it on the console tty, whose foreground
+    /// programs get SIGWINCH. Sizes asked for while one is being set are folded into one.
+    func setConsoleSize(_ size: WindowSize, device: String) {
+        wantedSize = (size, device)
+        guard !sizing else { return }
+        sizing = true
+        agent.exec("stty -F /dev/\(device) rows \(size.rows) cols \(size.columns) 2>/dev/null", timeout: 10) { [unowned self] event in
+            switch event {
+            case .exit, .failed, .disconnected:
+                sizing = false
+                if let (next, dev) = wantedSize, next != size { setConsoleSize(next, device: dev) }
+                return true
+            default: return false
+            }
+        }
+    }
+    private var sizing = false
+    private var wantedSize: (WindowSize, String)?
 
     /// The agent said hello (at boot, or after a guest reboot): what waited goes ahead, and
     /// the share is mounted if exported.

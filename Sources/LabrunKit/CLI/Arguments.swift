@@ -47,10 +47,12 @@ public struct ArgumentSpec: Sendable {
                 continue
             }
             if a == "--" { onlyPositionals = true; continue }
-            guard a.hasPrefix("--") else {
+            // A one-letter option the command declares may be spelt `-x` (`log -f -n 20`).
+            let short = !a.hasPrefix("--") && a.count == 2 && (flags.contains(String(a.dropFirst())) || options.contains(String(a.dropFirst())))
+            guard a.hasPrefix("--") || short else {
                 throw .usage("\(command): unknown option \(a); see `labrun \(command) --help`")
             }
-            var name = String(a.dropFirst(2))
+            var name = String(a.dropFirst(short ? 1 : 2))
             var value: String?
             if let eq = name.firstIndex(of: "=") {
                 value = String(name[name.index(after: eq)...])

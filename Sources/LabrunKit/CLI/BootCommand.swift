@@ -1,6 +1,6 @@
 extension LabrunCLI {
     static let bootSpec = ArgumentSpec(
-        flags: ["debug", "wait-gdb", "dry-run", "detach", "cold", "yes"],
+        flags: ["debug", "wait-gdb", "dry-run", "detach", "cold", "yes", "supervise"],
         options: ["mem", "cpus", "accel", "qemu", "gdb-port"],
         optionalValueOptions: ["shared"])
 
@@ -32,13 +32,23 @@ extension LabrunCLI {
         }
 
         let command = try QemuCommand(lab: lab, options: options)
-        if a.flag("detach") && !a.flag("dry-run") {
-            return try bootDetached(args.filter { $0 != "--detach" }, controller)
-        }
         if a.flag("dry-run") {
             say(command.spawnConfiguration(runDirectory: lab.runDirectory).description)
             return 0
         }
+        guard a.flag("supervise") else {
+            // This process is the terminal; the supervisor runs in its own (issue 12).
+            var childArgs = args.filter { $0 != "--detach" }
+            if let suspended, a.flag("cold"), !a.flag("yes") {
+                try confirm("Discard the VM suspended at \(suspended.since) and boot afresh?", false)
+                childArgs.append("--yes")
+            }
+            return try bootInBackground(childArgs, controller, attach: !a.flag("detach"))
+        }
+        // From here on: the supervisor's own process (no terminal; lines for the user go to
+        // every attached terminal once the console is up).
+        var startup: [String] = []
+        let printError = { (line: String) in startup.append(line) }
 
         // One labrun command at a time on a lab: an offline snapshot running right now must
         // finish before QEMU opens the images. Held for the supervisor's life (commands that
@@ -106,32 +116,29 @@ extension LabrunCLI {
         // A fresh runtime layer resumes the golden image's boot checkpoint, or boots cold and keeps one.
         options = try BootPlanner.plan(lab, options, cold: a.flag("cold")) { printError($0) }
         let final = try QemuCommand(lab: lab, options: options)
-        let supervisor = Supervisor(lab: lab, command: final)
-        let reason = try supervisor.runUntilExit()
-        if reason.exitCode != 0 {
-            var message = "labrun: \(reason)"
-            if options.loadSnapshot != nil, case .qemuFailed = reason {
-                message += " (resuming snapshot '\(options.loadSnapshot!)' needs the memory and CPU settings it was taken with)"
-            }
-            printError(String(message.dropFirst(8)))
-        } else {
-            printError(reason.description)
-        }
+        let supervisor = Supervisor(lab: lab, command: final, startupLines: startup)
+        // Up: nothing more is said on stderr (the terminal that started us reads it only until now).
+        let reason = try supervisor.runUntilExit(started: { redirectStandardErrorToNull() })
         return reason.exitCode
     }
 
-    /// `boot --detach`: the same boot in its own session with no terminal (the console is not
-    /// shown; `labrun exec` and the snapshot commands work as usual), returning once the guest
-    /// is up. Its errors before that are shown here.
-    static func bootDetached(_ bootArgs: [String], _ controller: LabController) throws(LabrunError) -> Int32 {
+    /// `labrun boot` in a terminal, and `boot --detach`: the supervisor is started in its own
+    /// session with no terminal (`boot --supervise`); its errors before it answers are this
+    /// command's one-line error. Then this terminal attaches as the owner (the VM ends with
+    /// it unless it detaches), or, with --detach, the command returns once the guest is up.
+    static func bootInBackground(_ bootArgs: [String], _ controller: LabController, attach: Bool) throws(LabrunError) -> Int32 {
         guard let exe = realPath("/proc/self/exe") else { throw LabrunError("cannot find the labrun executable") }
         if controller.isRunning {
             let pid = controller.run.readPid().map { " (labrun pid \($0))" } ?? ""
-            throw LabrunError("this lab's VM is already running\(pid); use `labrun stop` first")
+            if attach && FileDescriptor.standardInput.isTerminal {
+                try confirm("This lab's VM is already running\(pid). Attach to its console?", false)
+                return attachConsole(controller, owner: false, readOnly: false)
+            }
+            throw LabrunError("this lab's VM is already running\(pid); `labrun attach` shows its console, `labrun stop` ends it")
         }
         let errors: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
         do { errors = try FileDescriptor.pipe() } catch { throw error.asLabrunError }
-        var config = SpawnConfiguration(executable: exe, arguments: ["--lab", controller.lab.root, "boot"] + bootArgs)
+        var config = SpawnConfiguration(executable: exe, arguments: ["--lab", controller.lab.root, "boot", "--supervise"] + bootArgs)
         config.standardInput = .devNull
         config.standardOutput = .devNull
         config.standardError = .descriptor(errors.writeEnd)
@@ -149,9 +156,41 @@ extension LabrunCLI {
             let said = readAll(errors.readEnd).split(whereSeparator: \.isNewline).last.map { String($0.dropFirst($0.hasPrefix("labrun: ") ? 8 : 0)) }
             throw LabrunError(said ?? "the VM did not start (\(child.wait()))")
         }
+        guard !attach else {
+            link.close()
+            return attachConsole(controller, owner: true, readOnly: false)
+        }
         _ = try link.send(.waitReady) { _ in }
-        say("the VM runs in the background (labrun pid \(child.pid)); `labrun exec -- CMD`, `labrun snapshot …`, `labrun stop`")
+        say("the VM runs in the background (labrun pid \(child.pid)); `labrun attach` shows its console; `labrun exec -- CMD`, `labrun snapshot …`, `labrun stop`")
         return 0
+    }
+
+    /// Attaches this terminal to the running VM's console until it detaches or the VM ends;
+    /// the line that says which goes to stderr once the terminal is restored.
+    static func attachConsole(_ controller: LabController, owner: Bool, readOnly: Bool) -> Int32 {
+        var hello = ConsoleHello()
+        hello.owner = owner
+        hello.readOnly = readOnly
+        let viewer: ConsoleViewer
+        do { viewer = try ConsoleViewer(path: controller.run.consoleSocket, hello: hello) } catch {
+            printError(error.message)
+            return error.exitCode
+        }
+        let pid = viewer.welcome?.supervisorPid ?? controller.run.readPid() ?? 0
+        switch viewer.run() {
+        case .detached:
+            printError("detached: the VM runs on (labrun pid \(viewer.welcome?.supervisorPid ?? pid)); `labrun attach` brings its console back, `labrun stop` ends it")
+            return 0
+        case .ended(let f):
+            printError(f.message)
+            return f.exitCode
+        case .signal(let s):
+            printError(owner ? "stopped by \(s); the VM was shut down" : "stopped by \(s); detached, the VM runs on")
+            return 128 + s.rawValue
+        case .lost:
+            printError("the VM's supervisor (labrun pid \(viewer.welcome?.supervisorPid ?? pid)) ended without a word (was it killed?); its VM is gone")
+            return 1
+        }
     }
 
     /// What is in a pipe now, without waiting.

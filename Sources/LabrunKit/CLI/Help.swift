@@ -9,6 +9,8 @@ public enum Help {
 
     commands:
       boot                   start the VM, its serial console on this terminal (Ctrl-a h: keys)
+      attach                 show the running VM's console in this terminal (Ctrl-a d leaves)
+      log                    the console log: what the guest printed, across boots (-f follows)
       snapshot create NAME   save the VM (running: RAM + devices + disk; stopped: disk)
       snapshot restore NAME  go back to a snapshot (running: at once; stopped: at next boot)
       snapshot list          list snapshots (--json for scripts)
@@ -145,6 +147,30 @@ public enum Help {
     Exit 0 when it is up; 1 when no VM started or the guest did not come up in time.
     """
 
+    public static let attach = """
+    usage: labrun attach [--read-only]
+
+    Shows the running VM's serial console in this terminal, starting with its recent screen
+    (about the last 100 lines). Any number of terminals can be attached at once: all see the
+    output and all can type (as `screen -x`); the window size the guest uses is that of the
+    terminal that typed last. Ctrl-a d detaches this terminal only, and so does closing it
+    (or a dropped ssh link): the VM runs on. Ctrl-a x shuts the VM down for everyone.
+      --read-only    only watch: keys are not sent to the guest
+    """
+
+    public static let log = """
+    usage: labrun log [-f] [-n N] [--boot N] [--since TIME] [--timestamps]
+
+    The console log: every line the guest printed on its console, across boots, with labrun's
+    own notices marked "[labrun]". It lives in LAB/console.log (rotated at 16 MiB into
+    console.log.1 … .3; lab.conf log_size, log_files, log = off).
+      -f, --follow     keep printing what comes (Ctrl-C ends it)
+      -n N             only the last N lines
+      --boot N         one boot: 0 the latest, -1 the one before, 1 the first in the log
+      --since TIME     from TIME on: "2026-12-02 10:30", "10:30", "10:30:15", or "-10m", "-2h", "-30s"
+      --timestamps     each line with the host time and the time since QEMU started: [+1.234]
+    """
+
     public static let initLab = """
     usage: labrun init DIR [--arch x86_64|aarch64] [--force]
 
@@ -167,6 +193,8 @@ public enum Help {
         case "init": initLab
         case "exec": exec
         case "wait-ready": waitReady
+        case "attach": attach
+        case "log": log
         default: main
         }
     }

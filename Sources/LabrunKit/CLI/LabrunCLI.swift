@@ -62,11 +62,13 @@ public enum LabrunCLI {
         case "init": return try initLab(args, context)
         case "exec": return try exec(args, context)
         case "wait-ready": return try waitReady(args, context)
+        case "attach": return try attach(args, context)
+        case "log": return try log(args, context)
         default: throw .usage("unknown command '\(command)'")
         }
     }
 
-    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "help"]
+    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "attach", "log", "help"]
 
     /// What every command needs: the lab, opened lazily (so `--help` works anywhere).
     struct Context {

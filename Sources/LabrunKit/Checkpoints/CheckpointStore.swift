@@ -17,6 +17,9 @@ public struct CheckpointRecord: Codable, Equatable, Sendable {
     public var diskBacking: String
     /// The console's last line when it was made (the shell prompt), shown again on a resume.
     public var prompt: String?
+    /// The guest console's size then (a resume into a terminal of that size needs no change).
+    public var consoleRows: Int?
+    public var consoleColumns: Int?
 
     /// "2026-12-01 21:05:33" in local time.
     public var createdText: String {

@@ -1,20 +1,22 @@
 import FoundationEssentials
 
-/// The console's delivery side: what the pure `ConsoleMux` decides is carried out here,
-/// on the screen, the guest relay and the QEMU monitor view (Ctrl-a c). What reaches past
-/// the console (quit, status, a snapshot, SysRq) goes to the closures the supervisor sets.
+/// The console's delivery side, in each attached terminal: what the pure `ConsoleMux` decides
+/// is carried out here, on this terminal's screen, toward the guest (through the supervisor)
+/// and on the QEMU monitor view (Ctrl-a c). What reaches past the console (quit, status, a
+/// snapshot, SysRq, detach) goes to the closures the viewer sets.
 final class ConsoleDesk {
     private(set) var mux = ConsoleMux()
     let screen: Screen
     /// Keys for the guest (the current QEMU's console).
     var toGuest: ([UInt8]) -> Void = { _ in }
-    let monitorPath: String
+    var monitorPath: String
     private(set) var monitor: MonitorView? { didSet { onMonitorChanged() } }
 
     var onQuit: () -> Void = {}
     var onSuspend: () -> Void = {}
     var onReset: () -> Void = {}
-    var statusLine: () -> String = { "" }
+    var onStatus: () -> Void = {}
+    var onDetach: () -> Void = {}
     var onSnapshot: (String) -> Void = { _ in }
     var onSysRq: (String) -> Void = { _ in }
     /// SysRq can be sent (QEMU is past its QMP handshake).
@@ -61,7 +63,8 @@ final class ConsoleDesk {
             case .quit: onQuit()
             case .suspend: onSuspend()
             case .reset: onReset()
-            case .status: screen.notice(statusLine(), now: true)
+            case .status: onStatus()
+            case .detach: onDetach()
             case .createSnapshot(let name): onSnapshot(name)
             case .openMonitor: openMonitor()
             case .closeMonitor:

@@ -16,6 +16,8 @@ public enum ConsoleIntent: Equatable, Sendable {
     case suspend
     /// Reset the VM in place to the golden image (after the user said yes).
     case reset
+    /// Leave this terminal; the VM runs on.
+    case detach
     case status
     case createSnapshot(name: String)
     /// Connect to the monitor; the supervisor answers with `monitorOpened()` or a notice.
@@ -139,6 +141,8 @@ public struct ConsoleMux: Sendable {
             return [.status]
         case .suspend:
             return [.notice("suspending: saving the VM's state"), .suspend]
+        case .detach:
+            return [.detach]
         case .reset:
             var out: [ConsoleIntent] = mode == .monitor ? [.closeMonitor] : []
             mode = .confirmReset

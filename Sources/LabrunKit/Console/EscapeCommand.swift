@@ -8,6 +8,7 @@ public enum EscapeCommand: Equatable, Sendable {
     case sendBreak
     case suspend
     case reset
+    case detach
     /// A key after Ctrl-a that means nothing: swallowed, with a hint.
     case unknown(UInt8)
 }
@@ -33,12 +34,14 @@ public enum EscapeKeys {
         case UInt8(ascii: "b"), UInt8(ascii: "B"): .sendBreak
         case UInt8(ascii: "z"), UInt8(ascii: "Z"): .suspend
         case UInt8(ascii: "r"), UInt8(ascii: "R"): .reset
+        case UInt8(ascii: "d"), UInt8(ascii: "D"): .detach
         default: .unknown(byte)
         }
     }
 
     public static let table: [Entry] = [
         Entry(keys: "x", summary: "quit: shut the VM down (QMP quit) and leave labrun"),
+        Entry(keys: "d", summary: "detach: leave this terminal, the VM runs on (`labrun attach` comes back)"),
         Entry(keys: "s", summary: "snapshot now: asks for a name (Enter accepts the default, Esc cancels)"),
         Entry(keys: "z", summary: "suspend: save the whole VM to disk and quit; the next boot resumes it"),
         Entry(keys: "r", summary: "reset: back to the golden image's boot checkpoint, console kept (asks y/N)"),

@@ -18,14 +18,33 @@ final class GuestRelay: LoopPart {
 
     var wantsKeys: Bool { toGuest.count < Self.keyQueueLimit }
 
+    /// While the guest floods its console, output is read in batches: after a read of at
+    /// least `floodBytes`, the next waits `floodPause` (the pty holds far more than the
+    /// guest's UART makes meanwhile). Every wake-up taken from a 2-core machine is time the
+    /// guest's vCPU and the terminals could use; a keystroke's echo, after a quiet spell, is
+    /// still read at once.
+    static let floodBytes = 256
+    static let floodPause = 0.003
+    private var pausedUntil: Double?
+
+    private var wantsRead: Bool {
+        if let p = pausedUntil {
+            if monotonicSeconds() < p { return false }
+            pausedUntil = nil
+        }
+        return canTakeOutput()
+    }
+
     var interests: [PollInterest] {
         guard isOpen else { return [] }
-        return [PollInterest(pty, read: canTakeOutput(), write: !toGuest.isEmpty)]
+        return [PollInterest(pty, read: wantsRead, write: !toGuest.isEmpty)]
     }
 
     func addInterests(to set: inout PollSet) {
-        if isOpen { set.add(pty, read: canTakeOutput(), write: !toGuest.isEmpty) }
+        if isOpen { set.add(pty, read: wantsRead, write: !toGuest.isEmpty) }
     }
+
+    var deadline: Double? { pausedUntil }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
         guard let r = ready[pty] else { return }
@@ -49,7 +68,9 @@ final class GuestRelay: LoopPart {
 
     private func readOutput() {
         switch pty.read() {
-        case .success(let bytes) where !bytes.isEmpty: onOutput(bytes)
+        case .success(let bytes) where !bytes.isEmpty:
+            if bytes.count >= Self.floodBytes { pausedUntil = monotonicSeconds() + Self.floodPause }
+            onOutput(bytes)
         case .failure(.wouldBlock): break
         default: isOpen = false   // EIO: QEMU closed its side; the exit comes via SIGCHLD.
         }

@@ -61,6 +61,8 @@ public struct Lab: Sendable {
     public var runtimeBacking: String { parentDirectory(goldenPath) == root ? Lab.goldenName : goldenPath }
     public var sharedPath: String { resolve(config.shared) ?? root + "/shared" }
     public var guestBuildDirectory: String { root + "/guest-build" }
+    /// The console log (`labrun log`), rotated as console.log.1 …
+    public var consoleLogPath: String { root + "/console.log" }
 
     /// The kernel: lab.conf's, else the built default guest's vmlinux (fast under TCG), else vmlinuz.
     public var kernelPath: String {

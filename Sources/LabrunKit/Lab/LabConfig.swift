@@ -28,10 +28,14 @@ public struct LabConfig: Equatable, Sendable {
     /// Where boot checkpoints live (default: `.labrun-checkpoints` beside the golden image);
     /// "off" keeps none.
     public var checkpoints: String?
+    /// The console log: on (default) or off; each file's size limit and how many files.
+    public var consoleLog = true
+    public var logSize: Int64 = 16 << 20
+    public var logFiles = 4
 
     public init() {}
 
-    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared", "checkpoints"]
+    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared", "checkpoints", "log", "log_size", "log_files"]
 
     public static func parse(_ text: String, file: String = "lab.conf") throws(LabrunError) -> LabConfig {
         var c = LabConfig()
@@ -58,6 +62,9 @@ public struct LabConfig: Equatable, Sendable {
             case "golden_id": c.goldenID = value
             case "shared": c.shared = value
             case "checkpoints": c.checkpoints = value
+            case "log": guard value == "on" || value == "off" else { throw bad("expected on or off") }; c.consoleLog = value == "on"
+            case "log_size": guard let m = parseMemory(value), m >= 1 else { throw bad("expected a size, like 16M") }; c.logSize = Int64(m) << 20
+            case "log_files": guard let n = Int(value), (1...100).contains(n) else { throw bad("expected 1 to 100") }; c.logFiles = n
             case "gdb_port": guard let p = Int(value), (1...65535).contains(p) else { throw bad("expected a port 1-65535") }; c.gdbPort = p
             case "ssh_port": guard let p = Int(value), (1...65535).contains(p) else { throw bad("expected a port 1-65535") }; c.sshPort = p
             default: throw LabrunError("\(file):\(n + 1): unknown key \"\(key.prefix(40))\" (known: \(keys.joined(separator: ", ")))")

@@ -25,6 +25,8 @@ public struct RunDirectory: Sendable {
     public var qmpSocket: String { path + "/qmp.sock" }
     public var hmpSocket: String { path + "/hmp.sock" }
     public var agentSocket: String { path + "/agent.sock" }
+    /// Where terminals attach to the console (`labrun attach`).
+    public var consoleSocket: String { path + "/console.sock" }
     public var pidFile: String { path + "/pid" }
     /// The snapshot an offline restore asked the next boot to resume from.
     public var resumeFile: String { path + "/resume" }
@@ -57,7 +59,7 @@ public struct RunDirectory: Sendable {
 
     /// Removes the sockets and pid file a dead supervisor left behind (keeps `resume`).
     public func cleanStale() {
-        for f in [controlSocket, qmpSocket, hmpSocket, agentSocket, pidFile] { removeFile(f) }
+        for f in [controlSocket, consoleSocket, qmpSocket, hmpSocket, agentSocket, pidFile] { removeFile(f) }
     }
 
     public func readPid() -> Int32? {

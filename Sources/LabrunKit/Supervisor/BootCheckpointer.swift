@@ -17,6 +17,8 @@ final class BootCheckpointer: LoopPart {
     var operationsIdle: () -> Bool = { true }
     var setOperationsPaused: (Bool) -> Void = { _ in }
     var notice: (String) -> Void = { _ in }
+    /// The size the guest's console has (recorded with the checkpoint).
+    var consoleSize: () -> WindowSize? = { nil }
     /// The checkpoint is made, or given up: what waited for the guest goes ahead.
     var onFinished: () -> Void = {}
 
@@ -166,7 +168,8 @@ final class BootCheckpointer: LoopPart {
             let record = CheckpointRecord(key: key, created: wallClockSeconds(),
                                           state: FileCheck(size: state.size, checksum: state.value),
                                           disk: FileCheck(size: diskSize, checksum: disk.value),
-                                          diskBacking: backing, prompt: prompt.isEmpty ? nil : prompt)
+                                          diskBacking: backing, prompt: prompt.isEmpty ? nil : prompt,
+                                          consoleRows: consoleSize().map { Int($0.rows) }, consoleColumns: consoleSize().map { Int($0.columns) })
             try String(decoding: jsonLine(record), as: UTF8.self).write(toFile: part + "/checkpoint.json")
             let final = store.path(for: key)
             if fileExists(final) { removeFlatDirectory(final) }

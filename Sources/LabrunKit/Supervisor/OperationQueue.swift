@@ -19,12 +19,12 @@ final class OperationQueue {
 
     init() {}
 
-    /// Answering on `control`, noting on `screen`.
-    convenience init(control: ControlServer, screen: Screen) {
+    /// Answering on `control`, noting with `notice`.
+    convenience init(control: ControlServer, notice: @escaping (String) -> Void) {
         self.init()
         reply = { [unowned control] in control.respond($0, $1) }
         isConnected = { [unowned control] in control.isConnected($0) }
-        notice = { [unowned screen] in screen.notice($0) }
+        self.notice = notice
     }
 
     private var waiting: [Operation] = []

@@ -17,7 +17,7 @@ extension Supervisor {
         }
         if case .reset = what, !operations.isIdle || checkpointer?.phase == .saving {
             let why = "not reset: a snapshot or the boot checkpoint is being saved; try again in a moment"
-            if case .reset(_, let id?) = what { control.respond(id, .failure(LabrunError(why))) } else { screen.notice(why) }
+            if case .reset(_, let id?) = what { control.respond(id, .failure(LabrunError(why))) } else { hub.notice(why) }
             return
         }
         relaunching = what
@@ -32,7 +32,6 @@ extension Supervisor {
         let began = monotonicSeconds()
         relay.drain()
         qemuMessages.read()
-        console.vmRestarting()
         relay.close()
         qemuMessages.close()
         qmp?.close()
@@ -58,7 +57,7 @@ extension Supervisor {
             if let suspended = SuspendedState.of(lab) {
                 options = options.resuming(suspended, in: lab)
             } else {
-                options = try BootPlanner.plan(lab, options, cold: false) { [unowned self] in screen.notice($0) }
+                options = try BootPlanner.plan(lab, options, cold: false) { [unowned self] in hub.notice($0) }
             }
             command = try QemuCommand(lab: lab, options: options)
             relaunching = nil
@@ -71,7 +70,7 @@ extension Supervisor {
         }
         let how = command.options.resumesCheckpoint ? "resuming the boot checkpoint" : command.options.resumeSuspended ? "resuming its suspended VM" : "booting"
         let line = (done.isEmpty ? "started again" : done) + " (\(how); QEMU pid \(child.pid), \(Messages.formatSeconds(monotonicSeconds() - began)) so far)"
-        screen.notice(line)
+        hub.notice(line)
         if let requester {
             var r = ControlResponse()
             r.message = line

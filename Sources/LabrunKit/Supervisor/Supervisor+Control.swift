@@ -15,7 +15,7 @@ extension Supervisor {
             var r = ControlResponse()
             r.message = "stopping the VM"
             control.respond(id, r)
-            screen.notice("`labrun stop` requested: shutting the VM down")
+            hub.notice("`labrun stop` requested: shutting the VM down")
             quit(.quit)
         case .exec, .waitReady:
             agentRequests.submit(request.command, from: id)
@@ -24,8 +24,46 @@ extension Supervisor {
         case .suspend:
             suspender.request(from: id)
         case .reset(let undo):
-            screen.notice(undo ? "`labrun reset --undo` requested: back to the previous runtime layer" : "`labrun reset` requested: back to the golden image")
+            hub.notice(undo ? "`labrun reset --undo` requested: back to the previous runtime layer" : "`labrun reset` requested: back to the golden image")
             beginRelaunch(.reset(undo: undo, requester: id))
         }
+    }
+
+    /// A console command from an attached terminal (its Ctrl-a keys that act on the VM).
+    func consoleCommand(_ c: ConsoleCommand, from viewer: ConsoleHub.ViewerID) {
+        switch c {
+        case .quit:
+            hub.notice("quitting: shutting the VM down")
+            quit(.quit)
+        case .suspend:
+            hub.notice("suspending: saving the VM's state")
+            suspender.request(from: nil)
+        case .reset:
+            hub.notice("resetting the VM to the golden image (Ctrl-a r)")
+            beginRelaunch(.reset(undo: false, requester: nil))
+        case .snapshot(let name):
+            operations.enqueue(.init(origin: .console, request: .create(name: name)))
+        case .sysrq(let key):
+            guard let qmp, qmp.isReady else { return hub.notice("QEMU is not ready yet", to: viewer) }
+            qmp.sendSysRq(key) { [unowned self] in hub.notice("SysRq \(key) failed: \($0)") }
+        case .status:
+            hub.notice(statusLine(), to: viewer)
+        }
+    }
+
+    /// The terminal that counts changed size: the console pty, and the guest's own idea of
+    /// its console (`stty size`, what vi and less draw), follow it.
+    func resizeConsole(_ size: WindowSize) {
+        consoleSize = size
+        relay.resize(to: size)
+        syncGuestConsoleSize()
+    }
+
+    /// Sets the guest's console size when it differs from what the terminals want (each change
+    /// makes the guest's shell redraw its prompt).
+    func syncGuestConsoleSize() {
+        guard agent.isReady, let want = consoleSize, want != guestConsoleSize else { return }
+        guestConsoleSize = want
+        agentRequests.setConsoleSize(want, device: command.consoleDevice)
     }
 }

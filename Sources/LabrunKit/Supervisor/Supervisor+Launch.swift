@@ -5,22 +5,27 @@ extension Supervisor {
     func launch() throws(LabrunError) {
         let launch: QemuLaunch
         do {
-            launch = try QemuLaunch.start(command.spawnConfiguration(runDirectory: run), size: WindowSize.of(input))
+            launch = try QemuLaunch.start(command.spawnConfiguration(runDirectory: run), size: consoleSize ?? WindowSize(rows: 24, columns: 80))
         } catch {
             throw LabrunError("cannot start \(command.qemuBinary): \(error)")
         }
         child = launch.child
         startedAt = monotonicSeconds()
+        guestConsoleSize = nil
+        if case .resume(let checkpoint) = command.options.checkpoint, let r = checkpoint.record.consoleRows, let c = checkpoint.record.consoleColumns {
+            guestConsoleSize = WindowSize(rows: UInt16(clamping: r), columns: UInt16(clamping: c))
+        }
         runState = "starting"
         exitNoted = false
         relay = GuestRelay(pty: launch.console)
         relay.onOutput = { [unowned self] in
             checkpointer?.output($0)
-            console.guest($0)
+            hub.output($0)
         }
-        relay.canTakeOutput = { [unowned self] in console.canTakeOutput }
+        if let size = consoleSize { relay.resize(to: size) }
         qemuMessages = QemuMessages(fd: launch.stderr)
-        qemuMessages.onLine = { [unowned self] in screen.notice("qemu: " + $0) }
+        qemuMessages.onLine = { [unowned self] in hub.notice("qemu: " + $0) }
+        log?.boot(command.options.resumesCheckpoint ? "resume of the boot checkpoint" : command.options.resumeSuspended ? "resume of the suspended VM" : "boot")
 
         links = SocketLinks(run: run)
         links.needsQMP = { [unowned self] in child.status == nil && (qmp == nil || qmp!.isClosed) }
@@ -34,7 +39,7 @@ extension Supervisor {
         watchdog.wantsProbe = { [unowned self] in agentRequests.isBusy }
         watchdog.probe = { [unowned self] in qmp?.send(.queryStatus) }
         watchdog.onHung = { [unowned self] in operations.qemuHung($0); agentRequests.qemuHung(OperationQueue.hungLine(nil, $0)); teardown.escalate() }
-        watchdog.onRecovered = { [unowned self] in screen.notice("QEMU answers again"); operations.qemuRecovered(); agentRequests.qemuRecovered() }
+        watchdog.onRecovered = { [unowned self] in hub.notice("QEMU answers again"); operations.qemuRecovered(); agentRequests.qemuRecovered() }
         teardown = Teardown(child: child) { [unowned self] in qmp?.quitIfReady() ?? false }
         checkpointer = makeCheckpointer()
         parts = nil
@@ -51,7 +56,8 @@ extension Supervisor {
             operations.closed = paused || relaunching != nil || exitReason != nil
             if !operations.closed { operations.startNext() }
         }
-        c.notice = { [unowned self] in screen.notice($0) }
+        c.notice = { [unowned self] in hub.notice($0) }
+        c.consoleSize = { [unowned self] in guestConsoleSize }
         c.onFinished = { [unowned self] in agentRequests.agentStarted() }
         return c
     }

@@ -16,7 +16,7 @@ extension Supervisor {
         MigrationFile.load(client, from: checkpoint.statePath) { [unowned self] why in
             let failed = { [unowned self] (why: String) in
                 let moved = CheckpointStore(directory: parentDirectory(checkpoint.directory)).moveAside(checkpoint.directory)
-                screen.notice(BootPlanner.damaged("QEMU could not load it (\(why))", moved))
+                hub.notice(BootPlanner.damaged("QEMU could not load it (\(why))", moved))
                 beginRelaunch(.cold)
             }
             if let why { return failed(why) }
@@ -32,9 +32,10 @@ extension Supervisor {
     func resumed(_ line: String, prompt: String?) {
         resumedGuestIsStale = true
         agent.assumeReady()
-        // Now, not after the old VM's unfinished line: the prompt must follow it.
-        screen.notice(line, now: true)
-        if let prompt { screen.guest(Array(prompt.utf8)) }
+        // At once (not after the old VM's unfinished line): the prompt belongs after it.
+        hub.notice(line, urgent: true)
+        // The prompt the checkpoint stood at: shown, but not logged (this guest did not print it).
+        if let prompt { hub.output(Array(prompt.utf8), logged: false) }
         operations.qemuReady()
     }
 }

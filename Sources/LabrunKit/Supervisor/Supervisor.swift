@@ -9,15 +9,15 @@ public final class Supervisor {
     public let lab: Lab
     public internal(set) var command: QemuCommand
     public let run: RunDirectory
-    let input: FileDescriptor
-    let screen: Screen
     var startedAt = monotonicSeconds()
+    /// Lines from before the VM started (`booting cold: …`), shown first to every terminal.
+    let startupLines: [String]
 
     // The parts that live as long as the supervisor, built by `start`.
-    var terminal: UserTerminal!
     var signals: SignalEvents!
     var control: ControlServer!
-    var keyboard: Keyboard!
+    var hub: ConsoleHub!
+    var log: ConsoleLog?
     var agentRequests: AgentRequests!
     var qmp: QMPClient? { didSet { parts = nil } }
     /// The parts the loop polls, rebuilt when a link comes or goes.
@@ -25,7 +25,12 @@ public final class Supervisor {
     let agent = GuestAgent()
     var operations: OperationQueue!
     var suspender: Suspender!
-    var console: ConsoleDesk!
+    /// Keys that wait while the boot checkpoint is made or the VM is reset in place.
+    var heldKeys: [UInt8] = []
+    /// The guest's console size as the terminals last asked for it, and as the guest has it
+    /// (set through its agent; a resumed checkpoint has the size it was made with).
+    var consoleSize: WindowSize?
+    var guestConsoleSize: WindowSize?
 
     // The parts of the current QEMU, built by `launch`.
     var child: ChildProcess!
@@ -44,79 +49,86 @@ public final class Supervisor {
     /// A resumed guest's clock and random pool are the saved ones: fixed once its agent answers.
     var resumedGuestIsStale = false
 
-    public init(lab: Lab, command: QemuCommand, input: FileDescriptor = .standardInput, output: FileDescriptor = .standardOutput) {
+    public init(lab: Lab, command: QemuCommand, startupLines: [String] = []) {
         self.lab = lab
         self.command = command
         self.run = lab.runDirectory
-        self.input = input
-        self.screen = Screen(fd: output)
+        self.startupLines = startupLines
     }
 
-    /// Starts QEMU and runs until the VM is gone. The terminal is restored on every path.
-    public func runUntilExit() throws(LabrunError) -> ExitReason {
+    /// Starts QEMU and runs until the VM is gone; every attached terminal gets the reason.
+    /// `started` runs once the console and control sockets answer.
+    public func runUntilExit(started: () -> Void = {}) throws(LabrunError) -> ExitReason {
         try start()
-        defer { cleanUp() }
+        started()
         loop()
-        return exitReason ?? .quit
+        let reason = exitReason ?? .quit
+        cleanUp(reason)
+        return reason
     }
 
     private func start() throws(LabrunError) {
         ignoreBrokenPipeSignal()
         try run.create()
         do {
+            hub = try ConsoleHub(path: run.consoleSocket)
             control = try ControlServer(path: run.controlSocket)
-            signals = try SignalEvents([.interrupt, .terminate, .hangup, .windowChanged, .child, .quit])
+            signals = try SignalEvents([.interrupt, .terminate, .hangup, .child, .quit])
         } catch {
             control?.close()
+            hub?.close()
             throw LabrunError("cannot start \(command.qemuBinary): \(error)")
         }
+        if lab.config.consoleLog {
+            let l = ConsoleLog(path: lab.consoleLogPath, fileLimit: lab.config.logSize, files: lab.config.logFiles)
+            l.notice = { [unowned self] text in hub.log = nil; hub.notice(text); hub.log = log }
+            log = l
+            hub.log = l
+        }
+        for line in startupLines { hub.notice(line) }
         agentRequests = AgentRequests(agent: agent, control: control)
-        operations = OperationQueue(control: control, screen: screen)
-        console = ConsoleDesk(screen: screen, monitorPath: run.hmpSocket)
+        operations = OperationQueue(control: control) { [unowned self] in hub.notice($0) }
         do { try launch() } catch {
             control.close()
+            hub.close()
             signals.pipe.uninstall()
             throw error
         }
         try? "\(currentProcessID)\n".write(toFile: run.pidFile)
-        terminal = UserTerminal(input: input, output: screen.fd)
-        if let w = terminal.warning { screen.notice("warning: " + w) }
 
-        console.toGuest = { [unowned self] in
-            relay.send($0)
-            checkpointer?.keysForwarded($0)
+        hub.welcome = { [unowned self] in
+            ConsoleWelcome(lab: lab.root, supervisorPid: currentProcessID, monitorSocket: run.hmpSocket, others: 0)
         }
-        console.onQuit = { [unowned self] in quit(.quit) }
-        console.onSuspend = { [unowned self] in suspender.request(from: nil) }
-        console.onReset = { [unowned self] in beginRelaunch(.reset(undo: false, requester: nil)) }
-        console.statusLine = { [unowned self] in statusLine() }
-        console.onSnapshot = { [unowned self] in operations.enqueue(.init(origin: .console, request: .create(name: $0))) }
-        console.onSysRq = { [unowned self] key in qmp?.sendSysRq(key) { [unowned self] in screen.notice("SysRq \(key) failed: \($0)") } }
-        console.qemuReady = { [unowned self] in qmp?.isReady == true }
-        console.onMonitorChanged = { [unowned self] in parts = nil }
-        keyboard = Keyboard(fd: input)
-        // Keys wait in the terminal while the guest cannot take them, a checkpoint is being
-        // made, or the VM is being reset.
-        keyboard.accepting = { [unowned self] in relay.wantsKeys && checkpointer?.holdsKeys != true && relaunching == nil }
-        keyboard.onKeys = { [unowned self] in console.keys($0) }
-        // The user's terminal is gone (hang-up): shut the VM down rather than run headless.
-        keyboard.onClosed = { [unowned self] in if terminal.isInteractive { quit(.signal(.hangup)) } }
+        hub.onKeys = { [unowned self] _, keys in
+            if holdsKeys { heldKeys += keys; return }
+            relay.send(keys)
+            checkpointer?.keysForwarded(keys)
+        }
+        hub.onCommand = { [unowned self] id, c in consoleCommand(c, from: id) }
+        hub.onSize = { [unowned self] size in resizeConsole(size) }
+        hub.onOwnerLost = { [unowned self] in
+            hub.notice("the terminal that started this VM was killed: shutting the VM down")
+            quit(.quit)
+        }
+        hub.onViewersChanged = { [unowned self] in parts = nil }
         signals.onSignal = { [unowned self] s in
             switch s {
-            case .windowChanged: if let size = terminal.size { relay.resize(to: size) }
             case .child: child.poll()
+            // No terminal of its own: a hang-up means nothing here.
+            case .hangup: break
             default: quit(.signal(s))
             }
         }
 
         agentRequests.share = command.options.shared
-        agentRequests.notice = { [unowned self] in screen.notice($0) }
+        agentRequests.notice = { [unowned self] in hub.notice($0) }
         agent.onReady = { [unowned self] in
             if resumedGuestIsStale {
                 // First on the agent's queue, before anything a client asks.
                 resumedGuestIsStale = false
                 agentRequests.refreshResumedGuest()
             }
+            syncGuestConsoleSize()
             if let checkpointer { checkpointer.agentReady() } else { agentRequests.agentStarted() }
         }
         agentRequests.qemuRunning = { [unowned self] in child.status == nil }
@@ -126,28 +138,34 @@ public final class Supervisor {
             let context = LiveSnapshotContext(lab: lab, shape: command.shape, shareExported: command.options.shared != nil)
             return qmp.flatMap { $0.isReady ? LiveSnapshotJob(request, qmp: $0, agent: agent, context: context, done: done) : nil }
         }
-        suspender = Suspender(operations: operations, control: control, screen: screen)
+        suspender = Suspender(operations: operations, control: control) { [unowned self] in hub.notice($0) }
         suspender.makeJob = { [unowned self] in qmp.flatMap { $0.isReady && relaunching == nil ? suspendJob($0) : nil } }
         suspender.onSuspended = { [unowned self] in quit(.suspended) }
         control.onRequest = { [unowned self] in received($1, from: $0) }
-        screen.notice("booting \(lab.root) (\(command.accelerator.rawValue), \(command.memoryMiB) MiB, QEMU pid \(child.pid)); Ctrl-a h for help, Ctrl-a x to quit")
+        hub.notice("booting \(lab.root) (\(command.accelerator.rawValue), \(command.memoryMiB) MiB, QEMU pid \(child.pid)); Ctrl-a h for help, Ctrl-a d detaches, Ctrl-a x quits")
     }
 
-    private func cleanUp() {
-        console.close()
+    /// Keys wait while the boot checkpoint is being made or the VM is being reset.
+    var holdsKeys: Bool { checkpointer?.holdsKeys == true || relaunching != nil }
+
+    private func cleanUp(_ reason: ExitReason) {
         qmp?.close()
         agent.close()
         control.close()
         signals.pipe.uninstall()
-        screen.drain(seconds: 2)
-        terminal.restore()
         relay.close()
         qemuMessages.close()
         if child.poll() == nil {
             child.send(.kill)
             child.wait()
         }
+        log?.labrun(reason.description)
+        log?.close()
         run.cleanStale()
+        // Last: the terminals leave once the sockets are gone (a command run right after sees
+        // the VM stopped).
+        hub.farewell(ConsoleFarewell(message: reason.description, exitCode: reason.exitCode))
+        hub.close()
     }
 
     private func loop() {
@@ -169,6 +187,10 @@ public final class Supervisor {
             }
             let now = monotonicSeconds()
             for part in parts { part.handle(ready, now: now) }
+            if !heldKeys.isEmpty && !holdsKeys {
+                relay.send(heldKeys)
+                heldKeys.removeAll()
+            }
             if child.status != nil {
                 if relaunching != nil { finishRelaunch() } else { noteQemuExit() }
             }
@@ -176,10 +198,10 @@ public final class Supervisor {
     }
 
     private func currentParts() -> [any LoopPart] {
-        var all: [any LoopPart] = [signals, relay, keyboard, screen, qemuMessages]
+        var all: [any LoopPart] = [signals, relay, hub, qemuMessages]
         if let qmp { all.append(qmp) }
-        if let monitor = console.monitor { all.append(monitor) }
         all += [agent, control, links, teardown, watchdog, agentRequests] as [any LoopPart]
+        if let log { all.append(log) }
         if let checkpointer { all.append(checkpointer) }
         parts = all
         return all
@@ -214,7 +236,6 @@ public final class Supervisor {
         checkpointer?.cancel()
         relay.drain()
         qemuMessages.read()
-        console.releaseHeld()
         operations.failAll(LabrunError("QEMU ended (\(status)) before the operation completed"))
         if exitReason == nil { exitReason = ExitReason(qemu: command.qemuBinary, ended: status, lastMessage: qemuMessages.last) }
     }

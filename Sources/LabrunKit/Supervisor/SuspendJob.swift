@@ -70,11 +70,11 @@ final class Suspender {
     /// The state is on disk: end QEMU.
     var onSuspended: () -> Void = {}
 
-    /// Answering on `control`, noting on `screen`.
-    init(operations: OperationQueue, control: ControlServer, screen: Screen) {
+    /// Answering on `control`, noting with `notice`.
+    init(operations: OperationQueue, control: ControlServer, notice: @escaping (String) -> Void) {
         self.operations = operations
         reply = { [unowned control] in control.respond($0, $1) }
-        notice = { [unowned screen] in screen.notice($0) }
+        self.notice = notice
     }
 
     func request(from id: ControlServer.ConnectionID?) {

@@ -24,6 +24,7 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let inProgress = Errno(rawValue: EINPROGRESS)
     public static let permissionDenied = Errno(rawValue: EACCES)
     public static let addressInUse = Errno(rawValue: EADDRINUSE)
+    public static let noSpace = Errno(rawValue: ENOSPC)
 
     public static func ~= (lhs: Errno, rhs: any Error) -> Bool {
         (rhs as? Errno) == lhs

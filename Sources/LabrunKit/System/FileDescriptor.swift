@@ -56,6 +56,13 @@ public struct FileDescriptor: RawRepresentable, Hashable, Sendable {
         }
     }
 
+    /// Writes some of the bytes at `buffer` (no copy); returns how many; EINTR is retried.
+    /// The corresponding C function is `write`.
+    public func write(_ buffer: UnsafeRawBufferPointer) -> Result<Int, Errno> {
+        if buffer.isEmpty { return .success(0) }
+        return valueOrErrno { Glibc.write(rawValue, buffer.baseAddress, buffer.count) }
+    }
+
     /// Writes every byte, looping over short writes and waiting out EAGAIN with poll.
     public func writeAll(_ bytes: some Collection<UInt8>) throws(SystemCallError) {
         try writeAll(bytes, call: Glibc.write)

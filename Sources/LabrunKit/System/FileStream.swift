@@ -58,3 +58,10 @@ public enum FileStream {
         try nothingOrErrno { fsync(fd.rawValue) }.get("fsync \(path)")
     }
 }
+
+/// A whole file's bytes (for files of a few MiB, like the console log).
+public func readWholeFile(_ path: String) throws(SystemCallError) -> [UInt8] {
+    var out: [UInt8] = []
+    try FileStream.read(path) { out += $0 }
+    return out
+}

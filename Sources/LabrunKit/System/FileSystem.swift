@@ -128,6 +128,8 @@ extension FileDescriptor {
     public static let readWrite = O_RDWR
     public static let directoryOnly = O_RDONLY | O_DIRECTORY
     public static let createTruncate = O_WRONLY | O_CREAT | O_TRUNC
+    /// A log: appended to, created if missing.
+    public static let appendCreate = O_WRONLY | O_APPEND | O_CREAT
     /// A lock file: created if missing, never truncated.
     public static let createLock = O_RDWR | O_CREAT
 }
@@ -139,4 +141,12 @@ public func hostRandomBytes(_ count: Int) -> [UInt8] {
     var out: [UInt8] = []
     while out.count < count, case .success(let b) = fd.read(upTo: count - out.count), !b.isEmpty { out += b }
     return out
+}
+
+/// Points standard error at /dev/null (a background process whose reader has gone). The
+/// corresponding C function is `dup2`.
+public func redirectStandardErrorToNull() {
+    guard let null = try? FileDescriptor.open("/dev/null", O_WRONLY) else { return }
+    _ = dup2(null.rawValue, 2)
+    null.close()
 }

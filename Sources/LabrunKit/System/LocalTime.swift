@@ -36,3 +36,18 @@ func zeroPadded(_ n: some BinaryInteger, _ width: Int) -> String {
     let digits = String(n)
     return String(repeating: "0", count: max(0, width - digits.count)) + digits
 }
+
+extension CalendarTime {
+    /// Seconds since 1970 of this local time. The corresponding C function is `mktime`.
+    public var secondsSince1970Local: Int64 {
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month - 1)
+        parts.tm_mday = Int32(day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        parts.tm_isdst = -1
+        return Int64(mktime(&parts))
+    }
+}
