@@ -338,8 +338,9 @@ class Bench:
             self.sessions.remove(s)
 
     def record_children(self, pid):
-        for c in children_of(pid):
-            REG.add(c)
+        """labrun's processes below `pid`, for run.sh's cleanup: since issue 12 a `labrun boot`
+        terminal's child is the supervisor (`boot --supervise`) and QEMU its child: the whole tree."""
+        self.record_tree(pid)
 
     def record_tree(self, pid, depth=4):
         """Every descendant (sh -> make -> labrun -> QEMU), for run.sh's cleanup."""
@@ -599,6 +600,15 @@ class Bench:
                 raise BenchError(f"{label}: {v.name} fell behind (output skipped): {said}")
         return t, nbytes, per_read, cpu
 
+    @staticmethod
+    def supervisor_of(s):
+        """The supervisor a `labrun boot` terminal started (`labrun boot --supervise`, its child
+        until the terminal exits: issue 12); the terminal's own pid with a labrun that has none."""
+        for c in children_of(s.pid):
+            if b"--supervise" in cmdline(c):
+                return c
+        return s.pid
+
     def attach_viewer(self, lab):
         """A second terminal: `labrun attach` on a pty of its own, once the hub has welcomed it."""
         v = self.session([self.labrun, "--lab", lab, "attach"], name="labrun attach")
@@ -645,25 +655,44 @@ class Bench:
             kinds = ["plain", "one", "two"]
             res = {k: [] for k in kinds}
             sizes = {k: [] for k in kinds}
+            per_read = {k: [] for k in kinds}
+            reader_cpu = {k: [] for k in kinds}
+            # CPU seconds per run of the processes on the console's path (schedstat, all threads).
+            sup = self.supervisor_of(s)
+            qemu_l = next((c for c in children_of(sup) if os.path.basename(cmdline(c)[0]).startswith(b"qemu")), None)
+            paths = {"plain": {"qemu": p.pid},
+                     "one": {"qemu": qemu_l, "supervisor": sup, "terminal": s.pid},
+                     "two": {"qemu": qemu_l, "supervisor": sup, "terminal": s.pid}}
+            cpu = {k: {} for k in kinds}
             log("  warm-up: one run of each (not counted)")
             for i in range(n + 1):
                 for which in kinds[i % 3:] + kinds[:i % 3]:
-                    if which == "plain":
-                        t, nb = self.cat_once(p, [p], "plain QEMU")
-                    elif which == "one":
-                        t, nb = self.cat_once(s, [s], "labrun, one terminal")
-                    else:
-                        v = self.attach_viewer(lab_l)
-                        try:
-                            t, nb = self.cat_once(s, [s, v], "labrun, two terminals")
-                        finally:
+                    v = self.attach_viewer(lab_l) if which == "two" else None
+                    procs = dict(paths[which], **({"second terminal": v.pid} if v else {}))
+                    c0 = {k: cpu_seconds(pid)[1] for k, pid in procs.items() if pid}
+                    try:
+                        if which == "plain":
+                            t, nb, pr, rc = self.cat_once(p, [p], "plain QEMU")
+                        elif which == "one":
+                            t, nb, pr, rc = self.cat_once(s, [s], "labrun, one terminal")
+                        else:
+                            t, nb, pr, rc = self.cat_once(s, [s, v], "labrun, two terminals")
+                        c1 = {k: cpu_seconds(pid)[1] for k, pid in procs.items() if pid}
+                    finally:
+                        if v:
                             self.detach_viewer(v)
                     if i > 0:
                         res[which].append(t)
                         sizes[which].append(nb)
+                        per_read[which].append(pr)
+                        reader_cpu[which].append(rc)
+                        for k in c1:
+                            cpu[which].setdefault(k, []).append(c1[k] - c0[k])
                 if i > 0:
                     log(f"  run {i}: plain QEMU {res['plain'][-1]:.3f} s, labrun + 1 terminal {res['one'][-1]:.3f} s, "
-                        f"+ 2 terminals {res['two'][-1]:.3f} s")
+                        f"+ 2 terminals {res['two'][-1]:.3f} s (bytes per read of the bench's reader: "
+                        + ", ".join(f"{per_read[k][-1]:.0f}" for k in kinds) + "; its CPU: "
+                        + ", ".join(f"{reader_cpu[k][-1]:.2f} s" for k in kinds) + ")")
             # Rotated at lab.conf's log_size (16 MiB) into console.log.1 …: all of them together.
             log_bytes = sum(os.path.getsize(os.path.join(lab_l, f)) for f in os.listdir(lab_l)
                             if re.fullmatch(r"console\.log(\.\d+)?", f))
@@ -688,12 +717,21 @@ class Bench:
                      seconds_samples=[round(x, 3) for x in res[which]],
                      baseline_seconds_samples=[round(x, 3) for x in res["plain"]],
                      fastest_ratio=round(blo / lo, 3), bytes_read=sizes[which][0], baseline_bytes_read=sizes["plain"][0],
+                     bytes_per_read=round(median(per_read[which])), baseline_bytes_per_read=round(median(per_read["plain"])),
+                     reader_cpu_seconds=round(median(reader_cpu[which]), 3),
+                     baseline_reader_cpu_seconds=round(median(reader_cpu["plain"]), 3),
+                     cpu_seconds={k: round(median(x), 3) for k, x in cpu[which].items()},
+                     baseline_cpu_seconds={k: round(median(x), 3) for k, x in cpu["plain"].items()},
                      note=f"`cat` of a {mb:g} MB text file in the guest's shell, timed from writing the command until "
                           f"`END42` (echoed right after) is on {what}; labrun with its console log on "
                           f"(console.log {log_bytes / 1e6:.1f} MB after the runs); baseline: plain QEMU with labrun's "
                           f"arguments (`boot --dry-run`), stdio on a pty; both VMs up meanwhile, one cat at a time; "
                           f"medians {v:.3f} s vs {b:.3f} s (ratio = plain time / labrun time); fastest runs "
-                          f"{lo:.3f} vs {blo:.3f} s (ratio {blo / lo:.3f})")
+                          f"{lo:.3f} vs {blo:.3f} s (ratio {blo / lo:.3f}); median CPU per run: "
+                          + ", ".join(f"{k} {median(x):.2f} s" for k, x in cpu[which].items())
+                          + f", the bench's reader {median(reader_cpu[which]):.2f} s ({median(per_read[which]):.0f} bytes "
+                          f"per read); plain: QEMU {median(cpu['plain']['qemu']):.2f} s, reader "
+                          f"{median(reader_cpu['plain']):.2f} s ({median(per_read['plain']):.0f} bytes per read)")
 
     # --- 2 keystroke round trip ------------------------------------------------------------
 
@@ -800,11 +838,12 @@ class Bench:
         self.record_children(s.pid)
         time.sleep(1)
         s.drain()
-        c0 = cpu_seconds(s.pid)
-        w0 = int(proc_status(s.pid, "voluntary_ctxt_switches"))
+        sup = self.supervisor_of(s)
+        c0 = cpu_seconds(sup)
+        w0 = int(proc_status(sup, "voluntary_ctxt_switches"))
         time.sleep(seconds)
-        c1 = cpu_seconds(s.pid)
-        w1 = int(proc_status(s.pid, "voluntary_ctxt_switches"))
+        c1 = cpu_seconds(sup)
+        w1 = int(proc_status(sup, "voluntary_ctxt_switches"))
         self.quit_labrun(s)
         return (c1[1] - c0[1]) * 30 / seconds, (c1[0] - c0[0]) * 30 / seconds, (w1 - w0) / seconds
 
@@ -1328,7 +1367,7 @@ class Bench:
             s.expect(READY, 60)
             s.expect(PROMPT, 30)
             self.record_children(s.pid)
-            sup = s.pid
+            sup = self.supervisor_of(s)
             if r == 0:
                 self.hwm_prompt = int(proc_status(sup, "VmHWM")) / 1024
             time.sleep(2)

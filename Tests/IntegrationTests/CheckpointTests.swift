@@ -86,6 +86,10 @@ struct CheckpointTests {
         #expect(lines(try session.shell("ls /root/marker 2>&1")).contains { $0.contains("No such file") }, "the reset layer still has the old marker")
         #expect(abs(try lab.guestClockOffset()) <= 1, "the guest's clock was not set after the resume")
         #expect(try lab.exec("echo exec-works").stdout == "exec-works\n")
+        // The agent was idle when the checkpoint was made: a command's stderr comes back here,
+        // not on the guest's console.
+        let both = try lab.exec("echo to-stderr >&2; echo to-stdout")
+        #expect(both.stdout == "to-stdout\n" && both.stderr.contains("to-stderr"), "\(both.stdout)|\(both.stderr)")
         try session.quit()
     }
 

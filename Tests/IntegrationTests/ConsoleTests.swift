@@ -178,4 +178,44 @@ struct ConsoleTests {
         #expect(lines(try s.shell("stty size")).contains("30 100"))
         try s.quit()
     }
+
+    /// A terminal that stops reading (Ctrl-Z, a stalled link) never stalls the VM or the
+    /// other terminals; when it reads again it skips ahead and is told so.
+    @Test func aStoppedViewerNeverStallsTheOthers() throws {
+        let lab = try TestLab()
+        let a = try lab.bootToShell()
+        try a.shell("yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c 1500000 > /root/big.txt; sync", timeout: 60)
+        let stopped = try lab.attach()
+        kill(stopped.process.pid, SIGSTOP)
+        let started = monotonicSeconds()
+        try a.send("cat /root/big.txt; echo END$((40+2))\r")
+        try a.expect("END42", timeout: 60)
+        print("console: 1.5 MB cat with a stopped viewer took \(tenths(monotonicSeconds() - started)) s")
+        #expect(lines(try a.shell("echo still-$((1+2))")).contains("still-3"))
+        kill(stopped.process.pid, SIGCONT)
+        try stopped.expect("fell behind", timeout: 30)
+        try stopped.expect("still-3", timeout: 30)
+        try stopped.ctrlA("d")
+        #expect(stopped.waitForExit() == .exited(0))
+        try a.quit()
+    }
+
+    /// On a full disk the log pauses with one notice; the console goes on.
+    @Test(.enabled(if: runningAsRoot, "mounts a small tmpfs"))
+    func aFullDiskPausesTheLogNotTheConsole() throws {
+        let lab = try TestLab()
+        let mount = try TmpfsMount(at: lab.root, sizeMiB: 8)
+        defer {
+            _ = try? lab.cli(["stop"])
+            mount.unmount()
+        }
+        try #require(try labrun(["--lab", repositoryRoot, "init", lab.root]).status == .exited(0))
+        let s = try lab.bootToShell()
+        try mount.fill(leaving: 0)
+        try s.send("i=0; while [ $i -lt 3000 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done; echo DONE$((6*7))\r")
+        try s.expect("console log paused", timeout: 60)
+        try s.expect("DONE42", timeout: 60)
+        #expect(lines(try s.shell("echo after-$((2+2))")).contains("after-4"))
+        try s.quit()
+    }
 }

@@ -8,7 +8,7 @@ import Testing
 /// 127.0.0.1, and awkward lab paths (deeper than a socket path allows, spaces, non-ASCII) work.
 @Suite(.serialized, .enabled(if: integrationAvailable, "needs QEMU, `make guest` and a built labrun"))
 struct SecurityTests {
-    static let sockets = ["control.sock", "qmp.sock", "hmp.sock", "agent.sock"]
+    static let sockets = ["control.sock", "console.sock", "qmp.sock", "hmp.sock", "agent.sock"]
 
     /// One VM with the gdb stub and the shared folder (everything that opens something):
     /// modes of the run directory and its sockets, another user refused twice over, and the
@@ -70,6 +70,12 @@ struct SecurityTests {
                 expectOneLineRefusal(r, "labrun \(args.joined(separator: " ")) as another user")
                 #expect(r.stderr.contains("permission denied: this lab's supervisor belongs to another user"), "\(r.stderr)")
             }
+            // Nor can another user attach to the console (issue 12).
+            chmod(run + "/console.sock", 0o666)
+            let attach = try runAsNobody(labrunBinary, ["attach"], environment: env)
+            expectOneLineRefusal(attach, "labrun attach as another user")
+            #expect(attach.stderr.contains("permission denied"), "\(attach.stderr)")
+            chmod(run + "/console.sock", 0o600)
             chmod(run, 0o700)
             chmod(run + "/control.sock", 0o600)
             #expect(try lab.listJSON().isEmpty, "another user's request created a snapshot")

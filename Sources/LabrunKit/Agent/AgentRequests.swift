@@ -24,6 +24,22 @@ final class AgentRequests: LoopPart {
 
     func qemuRecovered() { hung = nil }
 
+    /// Set once the guest kernel has panicked: nothing more will run in it.
+    private var panicked: String?
+
+    /// The guest kernel panicked: every client waiting on the guest gets `line` and the panic
+    /// status now, never a hang; later requests get it at once.
+    func guestPanicked(_ line: String) {
+        panicked = line
+        let ids = waiting.map(\.id) + running
+        waiting.removeAll()
+        running.removeAll()
+        for id in ids { reply(id, .failure(LabrunError(line, exitCode: ExitReason.panicExitCode))) }
+    }
+
+    /// A new VM (a reset in place, a reboot): the guest may answer again.
+    func guestRecovered() { panicked = nil }
+
     /// QEMU stopped answering: every client waiting here gets `line` now, not never.
     func qemuHung(_ line: String) {
         hung = line
@@ -49,6 +65,7 @@ final class AgentRequests: LoopPart {
 
     func submit(_ command: ControlCommand, from id: ControlServer.ConnectionID) {
         if let hung { return reply(id, .failure(LabrunError(hung))) }
+        if let panicked { return reply(id, .failure(LabrunError(panicked, exitCode: ExitReason.panicExitCode))) }
         if guestReady() { return dispatch(command, id) }
         reply(id, .progress("waiting for the guest to boot (its agent is not up yet)"))
         waiting.append((command, id, monotonicSeconds() + agentWait))

@@ -32,6 +32,9 @@ public final class GuestAgent {
 
     public var wantsWrite: Bool { !outbox.isEmpty }
 
+    /// No request is waiting for its answer (nothing is in flight in the guest).
+    public var isIdle: Bool { handlers.isEmpty && outbox.isEmpty }
+
     /// Adopts a connected, non-blocking socket to QEMU's agent chardev.
     public func attach(_ fd: FileDescriptor) {
         self.fd = fd

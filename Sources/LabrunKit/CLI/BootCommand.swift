@@ -1,7 +1,7 @@
 extension LabrunCLI {
     static let bootSpec = ArgumentSpec(
         flags: ["debug", "wait-gdb", "dry-run", "detach", "cold", "yes", "supervise"],
-        options: ["mem", "cpus", "accel", "qemu", "gdb-port"],
+        options: ["mem", "cpus", "accel", "qemu", "gdb-port", "kernel"],
         optionalValueOptions: ["shared"])
 
     static func boot(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
@@ -19,6 +19,11 @@ extension LabrunCLI {
             options.accel = v
         }
         options.qemu = a.option("qemu")
+        if let k = a.option("kernel") {
+            let path = absolutePath(k)
+            guard isReadable(path), !isDirectory(path) else { throw LabrunError("--kernel \(k): no readable kernel image there (a bzImage or vmlinux from a kernel build tree)") }
+            options.kernel = path
+        }
         if let s = a.option("shared") { options.shared = s.isEmpty ? lab.sharedPath : absolutePath(s) }
         let port = try a.int("gdb-port", in: 1...65535)
         if a.flag("debug") || a.flag("wait-gdb") || port != nil { options.gdbPort = port ?? lab.config.gdbPort }
@@ -74,8 +79,8 @@ extension LabrunCLI {
         guard findExecutable(command.qemuBinary) != nil else {
             throw LabrunError("\(command.qemuBinary) not found: install it with `apt-get install qemu-system-x86` (or pass --qemu PATH)")
         }
-        guard fileExists(lab.kernelPath) else {
-            throw LabrunError("no kernel at \(lab.kernelPath): build the default guest with `make guest`")
+        guard fileExists(command.kernelPath) else {
+            throw LabrunError("no kernel at \(command.kernelPath): build the default guest with `make guest`")
         }
         if let initrd = lab.initrdPath, !fileExists(initrd) {
             throw LabrunError("no initrd at \(initrd): build the default guest with `make guest`")
@@ -126,7 +131,7 @@ extension LabrunCLI {
     /// session with no terminal (`boot --supervise`); its errors before it answers are this
     /// command's one-line error. Then this terminal attaches as the owner (the VM ends with
     /// it unless it detaches), or, with --detach, the command returns once the guest is up.
-    static func bootInBackground(_ bootArgs: [String], _ controller: LabController, attach: Bool) throws(LabrunError) -> Int32 {
+    static func bootInBackground(_ bootArgs: [String], _ controller: LabController, attach: Bool, quiet: Bool = false) throws(LabrunError) -> Int32 {
         guard let exe = realPath("/proc/self/exe") else { throw LabrunError("cannot find the labrun executable") }
         if controller.isRunning {
             let pid = controller.run.readPid().map { " (labrun pid \($0))" } ?? ""
@@ -161,6 +166,7 @@ extension LabrunCLI {
             return attachConsole(controller, owner: true, readOnly: false)
         }
         _ = try link.send(.waitReady) { _ in }
+        if quiet { return 0 }
         say("the VM runs in the background (labrun pid \(child.pid)); `labrun attach` shows its console; `labrun exec -- CMD`, `labrun snapshot …`, `labrun stop`")
         return 0
     }

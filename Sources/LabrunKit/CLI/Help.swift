@@ -23,6 +23,7 @@ public enum Help {
       suspend                save the whole running VM to disk and end it; boot resumes it
       init DIR               create a new lab in DIR from this one's images
       exec -- CMD [ARGS]     run a command in the running guest (through the guest agent)
+      run -- CMD [ARGS]      boot, run CMD in the guest, stop; exit with its status (git bisect run)
       wait-ready             wait until the running guest has booted (for scripts)
 
     The same commands work whether the VM runs or not: labrun finds a running supervisor
@@ -46,6 +47,8 @@ public enum Help {
       --cpus N               virtual CPUs; default lab.conf cpus or 1
       --accel auto|kvm|tcg   accelerator (auto: kvm when /dev/kvm is usable); LABRUN_ACCEL overrides
       --qemu PATH            the QEMU binary (or LABRUN_QEMU, or lab.conf qemu)
+      --kernel PATH          boot this kernel (a bzImage or vmlinux from a build tree) instead
+                             of the lab's (lab.conf kernel)
       --shared [DIR]         export DIR (default LAB/shared) to the guest, mounted at /mnt
       --debug                gdb stub on 127.0.0.1 (port: --gdb-port, lab.conf gdb_port, 1234)
       --gdb-port PORT        gdb stub port (implies --debug)
@@ -136,7 +139,8 @@ public enum Help {
 
     Runs COMMAND in the running guest through the guest agent (a virtio-serial channel, not
     your console), prints its output on stdout and stderr, and exits with its exit status.
-    --timeout kills it after SECONDS (exit 137).
+    --timeout kills it after SECONDS (exit 137). If the guest kernel panics meanwhile (or has
+    panicked), it returns at once with exit status 125 and one line naming the panic.
     """
 
     public static let waitReady = """
@@ -144,7 +148,8 @@ public enum Help {
 
     Waits until a VM is running (a `labrun boot` started in the background counts) and its
     guest has booted (its agent answers); 120 s at most by default.
-    Exit 0 when it is up; 1 when no VM started or the guest did not come up in time.
+    Exit 0 when it is up; 1 when no VM started or the guest did not come up in time; 125 when
+    the guest kernel panicked during boot (the line names the panic and the last console line).
     """
 
     public static let attach = """
@@ -160,6 +165,7 @@ public enum Help {
 
     public static let log = """
     usage: labrun log [-f] [-n N] [--boot N] [--since TIME] [--timestamps]
+           labrun log --reports | --report N
 
     The console log: every line the guest printed on its console, across boots, with labrun's
     own notices marked "[labrun]". It lives in LAB/console.log (rotated at 16 MiB into
@@ -169,6 +175,25 @@ public enum Help {
       --boot N         one boot: 0 the latest, -1 the one before, 1 the first in the log
       --since TIME     from TIME on: "2026-12-02 10:30", "10:30", "10:30:15", or "-10m", "-2h", "-30s"
       --timestamps     each line with the host time and the time since QEMU started: [+1.234]
+      --reports        the kernel crash reports seen (panics, oopses, BUGs, WARNINGs, hung
+                       tasks, lockups), numbered, with their times and titles
+      --report N       report N in full
+    """
+
+    public static let run = """
+    usage: labrun run [--kernel PATH] [--reset] [--shared [DIR]] [--timeout S] [--keep] -- COMMAND [ARGS...]
+
+    A test runner: boots the lab in the background (resuming the boot checkpoint when the
+    runtime layer is fresh: with --reset it always is), with the shared folder at /mnt, runs
+    COMMAND in the guest with its output here, stops the VM (unless --keep), and exits with
+    COMMAND's status; 125 when the guest kernel panics (during boot or while COMMAND runs).
+      git bisect run labrun run --reset --kernel arch/x86/boot/bzImage -- /mnt/test.sh
+    Without `--`, `labrun run` is `labrun boot`.
+      --kernel PATH  boot this kernel instead of the lab's
+      --reset        start from a fresh runtime layer (the old one becomes the undo step)
+      --shared DIR   share DIR at /mnt instead of the lab's shared folder
+      --timeout S    kill COMMAND after S seconds (exit 137)
+      --keep         leave the VM running afterwards
     """
 
     public static let initLab = """
@@ -182,7 +207,8 @@ public enum Help {
 
     public static func text(for command: String) -> String {
         switch command {
-        case "boot", "run": boot
+        case "boot": boot
+        case "run": run
         case "snapshot": snapshot
         case "reset": reset
         case "info": info

@@ -138,6 +138,9 @@ extension LabrunCLI {
                 say("running: \(st.lab)")
                 say("  QEMU pid \(st.qemuPid) (labrun pid \(st.supervisorPid)), \(st.runState), \(st.accelerator), up \(Messages.formatSeconds(st.uptimeSeconds))")
                 if let why = st.notResponding { say("  QEMU is not responding: \(why)") }
+                if let g = st.guest, g != "running" || st.lastReport != nil {
+                    say("  guest kernel: \(g)" + (st.lastReport.map { "; last report: \($0) (`labrun log --reports`)" } ?? ""))
+                }
                 say("  run directory \(st.runDirectory)")
                 if let s = st.shared { say("  shared folder \(s) at /mnt") }
                 if let p = st.gdbPort { say("  gdb stub 127.0.0.1:\(p)") }

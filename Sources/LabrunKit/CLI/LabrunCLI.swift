@@ -51,7 +51,9 @@ public enum LabrunCLI {
         }
         let context = Context(labDirectory: labDir)
         switch command {
-        case "boot", "run": return try boot(args, context)
+        case "boot": return try boot(args, context)
+        // `run -- CMD` is the test runner; `run` alone is an old name of boot.
+        case "run": return args.contains("--") ? try runCommand(args, context) : try boot(args, context)
         case "snapshot": return try snapshot(args, context)
         case "reset": return try reset(args, context)
         case "info": return try info(args, context)

@@ -20,7 +20,7 @@ public struct FileIdentity: Codable, Equatable, Sendable {
 /// in anything boots cold, says why, and keeps a new checkpoint.
 public struct CheckpointKey: Codable, Equatable, Sendable {
     /// labrun's checkpoint format: a labrun that changes what it stores bumps it.
-    public var format = 1
+    public var format = 2
     public var kernel: FileIdentity
     public var initrd: FileIdentity?
     public var append: String
@@ -64,7 +64,7 @@ extension CheckpointKey {
     /// The key of the VM `command` starts, or nil when one of its files is missing.
     public init?(command: QemuCommand) {
         let lab = command.lab
-        guard let kernel = FileIdentity.of(lab.kernelPath), let golden = FileIdentity.of(lab.goldenPath),
+        guard let kernel = FileIdentity.of(command.kernelPath), let golden = FileIdentity.of(lab.goldenPath),
               let exe = findExecutable(command.qemuBinary), let qemu = FileIdentity.of(exe) else { return nil }
         var initrd: FileIdentity?
         if let path = lab.initrdPath {

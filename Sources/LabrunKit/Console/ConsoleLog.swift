@@ -9,7 +9,7 @@ import FoundationEssentials
 ///
 /// kind `G` a guest line, `P` the start of a guest line that continues in the next record
 /// (written when a line stays unfinished, e.g. a shell prompt), `L` a labrun notice, `B` a
-/// boot. Writes are buffered and never block the console; on a full disk logging pauses.
+/// boot, `R` a kernel crash report (JSON; the report's lines are in the log as guest lines). Writes are buffered and never block the console; on a full disk logging pauses.
 final class ConsoleLog: LoopPart {
     let path: String
     let fileLimit: Int64
@@ -64,6 +64,12 @@ final class ConsoleLog: LoopPart {
     func labrun(_ text: String) {
         endPartial()
         record(UInt8(ascii: "L"), Array(text.replacingAll("\n", with: " ").utf8))
+    }
+
+    /// A kernel crash report (or a repeat's new count): one `R` record, its JSON.
+    func report(_ r: CrashReport) {
+        endPartial()
+        record(UInt8(ascii: "R"), Array(String(decoding: jsonLine(r).dropLast(), as: UTF8.self).utf8))
     }
 
     /// A boot (or a reset in place) begins: `what` says which.

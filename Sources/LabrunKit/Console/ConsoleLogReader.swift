@@ -51,7 +51,7 @@ public struct ConsoleLogRecord: Equatable, Sendable {
         guard k < line.endIndex, let wall = Int64(String(decoding: line[..<s1], as: UTF8.self)),
               let rel = Int64(String(decoding: line[afterWall..<s2], as: UTF8.self)) else { return nil }
         let kind = line[k]
-        guard [UInt8(ascii: "G"), UInt8(ascii: "P"), UInt8(ascii: "L"), UInt8(ascii: "B")].contains(kind) else { return nil }
+        guard [UInt8(ascii: "G"), UInt8(ascii: "P"), UInt8(ascii: "L"), UInt8(ascii: "B"), UInt8(ascii: "R")].contains(kind) else { return nil }
         let start = min(line.index(k, offsetBy: 2), line.endIndex)
         return ConsoleLogRecord(wallMs: wall, relativeMs: rel, kind: kind, payload: Array(line[start...]))
     }
@@ -108,6 +108,20 @@ public struct ConsoleLogReader: Sendable {
         return rs.flatMap { renderer.render($0) } + renderer.finish()
     }
 
+    /// The kernel crash reports in the log, oldest first, each with its latest count.
+    public func reports() -> [CrashReport] {
+        var out: [CrashReport] = []
+        for r in records() where r.kind == UInt8(ascii: "R") {
+            guard let report = try? JSONDecoder().decode(CrashReport.self, from: Data(r.payload)) else { continue }
+            if let i = out.lastIndex(where: { $0.title == report.title && $0.firstSeen == report.firstSeen }) {
+                out[i] = report
+            } else {
+                out.append(report)
+            }
+        }
+        return out
+    }
+
     /// Follows the log from its current end (`labrun log -f`).
     public func follower() -> Follower { Follower(path: path, start: FileStatus.of(path)) }
 
@@ -160,6 +174,9 @@ struct ConsoleLogRenderer {
 
     mutating func render(_ r: ConsoleLogRecord) -> [[UInt8]] {
         switch r.kind {
+        case UInt8(ascii: "R"):
+            // The report's lines are in the log already, as the guest printed them.
+            return []
         case UInt8(ascii: "P"):
             if pendingStamp == nil { pendingStamp = r }
             pending += r.payload

@@ -139,6 +139,10 @@ public struct SupervisorStatus: Codable, Equatable, Sendable {
     public var agent: Bool?
     /// Why QEMU is judged not responding (its pid and process state), when it is.
     public var notResponding: String?
+    /// The guest kernel: "running", "panicked", "oopsed N times" or "not responding".
+    public var guest: String?
+    /// The title of the last kernel crash report, if any.
+    public var lastReport: String?
 }
 
 public struct ControlResponse: Codable, Equatable, Sendable {

@@ -4,6 +4,8 @@ public struct BootOptions: Sendable, Equatable {
     public var cpus: Int?
     public var accel: Accelerator?
     public var qemu: String?
+    /// Another kernel to boot (`--kernel`: bzImage or vmlinux, Image on arm64).
+    public var kernel: String?
     /// Export this host folder with 9p (mount tag hostshare), mounted at /mnt in the guest.
     public var shared: String?
     /// gdb stub on 127.0.0.1:port.

@@ -30,12 +30,14 @@ public struct LabConfig: Equatable, Sendable {
     public var checkpoints: String?
     /// The console log: on (default) or off; each file's size limit and how many files.
     public var consoleLog = true
+    /// What happens when the guest kernel panics.
+    public var onPanic: PanicAction = .pause
     public var logSize: Int64 = 16 << 20
     public var logFiles = 4
 
     public init() {}
 
-    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared", "checkpoints", "log", "log_size", "log_files"]
+    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared", "checkpoints", "log", "log_size", "log_files", "on_panic"]
 
     public static func parse(_ text: String, file: String = "lab.conf") throws(LabrunError) -> LabConfig {
         var c = LabConfig()
@@ -62,6 +64,7 @@ public struct LabConfig: Equatable, Sendable {
             case "golden_id": c.goldenID = value
             case "shared": c.shared = value
             case "checkpoints": c.checkpoints = value
+            case "on_panic": guard let a = PanicAction(rawValue: value) else { throw bad("expected pause, snapshot, reboot or poweroff") }; c.onPanic = a
             case "log": guard value == "on" || value == "off" else { throw bad("expected on or off") }; c.consoleLog = value == "on"
             case "log_size": guard let m = parseMemory(value), m >= 1 else { throw bad("expected a size, like 16M") }; c.logSize = Int64(m) << 20
             case "log_files": guard let n = Int(value), (1...100).contains(n) else { throw bad("expected 1 to 100") }; c.logFiles = n

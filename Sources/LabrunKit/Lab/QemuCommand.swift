@@ -44,6 +44,8 @@ public struct QemuCommand: Sendable {
     }
 
     public var memoryMiB: Int { options.memoryMiB ?? lab.config.memoryMiB }
+    /// `--kernel`, else the lab's.
+    public var kernelPath: String { options.kernel ?? lab.kernelPath }
     public var cpus: Int { options.cpus ?? lab.config.cpus }
     public var qemuBinary: String { QemuCommand.qemuBinary(options, lab) }
     public var consoleDevice: String { lab.config.arch == .aarch64 ? "ttyAMA0" : "ttyS0" }
@@ -62,7 +64,7 @@ public struct QemuCommand: Sendable {
             a += ["-machine", "virt", "-cpu", accelerator == .kvm ? "host" : "cortex-a57"]
         }
         a += ["-accel", accelerator.rawValue, "-m", "\(memoryMiB)", "-smp", "\(cpus)"]
-        a += ["-kernel", lab.kernelPath]
+        a += ["-kernel", kernelPath]
         if let initrd = lab.initrdPath { a += ["-initrd", initrd] }
         a += ["-append", kernelAppend]
         // The runtime layer; QEMU opens its backing chain from the image header.

@@ -111,6 +111,12 @@ final class BootCheckpointer: LoopPart {
         guard case .waitingForPrompt(let since) = phase else { return }
         let quietNow = now - lastOutput >= Self.quiet
         guard (quietNow && atPrompt) || now - since >= Self.promptWait else { return }
+        // Never while the agent runs something (the console size being set): a request in
+        // flight would be resumed into a supervisor that never sent it.
+        if let agent, !agent.isIdle, now - since < Self.promptWait {
+            lastOutput = now - Self.quiet + 0.05
+            return
+        }
         save()
     }
 

@@ -10,12 +10,19 @@ public enum ExitReason: Equatable, Sendable, CustomStringConvertible {
     case signal(Signal)
     /// QEMU ended with an error (or was killed).
     case qemuFailed(String)
+    /// The guest kernel panicked and lab.conf says `on_panic = poweroff`: the report's title.
+    case guestPanicked(String)
+
+    /// The status of `labrun boot`, `exec` and `wait-ready` when the guest kernel panicked
+    /// (not a command's own status, nor a signal's).
+    public static let panicExitCode: Int32 = 125
 
     public var exitCode: Int32 {
         switch self {
         case .quit, .guestPoweroff, .suspended: 0
         case .signal(let s): 128 + s.rawValue
         case .qemuFailed: 1
+        case .guestPanicked: Self.panicExitCode
         }
     }
 
@@ -26,6 +33,7 @@ public enum ExitReason: Equatable, Sendable, CustomStringConvertible {
         case .suspended: "the VM was suspended; `labrun boot` resumes it where it was"
         case .signal(let s): "stopped by \(s); the VM was shut down"
         case .qemuFailed(let why): why
+        case .guestPanicked(let title): "the guest kernel panicked (\(title)); the VM was powered off (lab.conf on_panic = poweroff)"
         }
     }
 }

@@ -37,6 +37,8 @@ extension Supervisor {
         qmp?.close()
         qmp = nil
         agent.reset()
+        crashes.restart()
+        agentRequests.guestRecovered()
         operations.qemuRestarting(LabrunError("the VM was reset before the operation completed"))
         var requester: ControlServer.ConnectionID?
         var done = ""

@@ -8,7 +8,8 @@ extension Supervisor {
             r.status = SupervisorStatus(lab: lab.root, runDirectory: run.path, supervisorPid: currentProcessID, qemuPid: child.pid,
                                         runState: stuck == nil ? runState : "not responding", uptimeSeconds: monotonicSeconds() - startedAt,
                                         accelerator: command.accelerator.rawValue, shared: command.options.shared,
-                                        gdbPort: command.options.gdbPort, agent: agent.isReady, notResponding: stuck)
+                                        gdbPort: command.options.gdbPort, agent: agent.isReady, notResponding: stuck,
+                                        guest: stuck == nil ? crashes.guestState : "not responding", lastReport: crashes.reports.last?.title)
             r.message = statusLine()
             control.respond(id, r)
         case .stop:

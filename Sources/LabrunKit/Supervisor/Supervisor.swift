@@ -40,6 +40,8 @@ public final class Supervisor {
     var teardown: Teardown!
     var watchdog: QemuWatchdog!
     var checkpointer: BootCheckpointer?
+    /// Kernel crash reports on the console (issue 13).
+    let crashes = CrashWatch()
 
     /// A reset in place under way: the old QEMU is ending, a new one follows.
     var relaunching: Relaunch?
@@ -132,6 +134,7 @@ public final class Supervisor {
             if let checkpointer { checkpointer.agentReady() } else { agentRequests.agentStarted() }
         }
         agentRequests.qemuRunning = { [unowned self] in child.status == nil }
+        crashes.onReport = { [unowned self] report, new in crashReported(report, new: new) }
         agentRequests.guestReady = { [unowned self] in agent.isReady && checkpointer?.holdsGuest != true }
 
         operations.makeJob = { [unowned self] request, done in
@@ -202,6 +205,7 @@ public final class Supervisor {
         if let qmp { all.append(qmp) }
         all += [agent, control, links, teardown, watchdog, agentRequests] as [any LoopPart]
         if let log { all.append(log) }
+        all.append(crashes)
         if let checkpointer { all.append(checkpointer) }
         parts = all
         return all
@@ -236,6 +240,7 @@ public final class Supervisor {
         checkpointer?.cancel()
         relay.drain()
         qemuMessages.read()
+        crashes.finish()
         operations.failAll(LabrunError("QEMU ended (\(status)) before the operation completed"))
         if exitReason == nil { exitReason = ExitReason(qemu: command.qemuBinary, ended: status, lastMessage: qemuMessages.last) }
     }
@@ -245,7 +250,8 @@ public final class Supervisor {
     }
 
     func statusLine() -> String {
-        let state = watchdog.notResponding.map { "not responding: \($0)" } ?? runState
+        var state = watchdog.notResponding.map { "not responding: \($0)" } ?? runState
+        if crashes.guestState != "running" { state += ", guest kernel \(crashes.guestState)" + (crashes.reports.last.map { " (\($0.title))" } ?? "") }
         return "QEMU pid \(child.pid), \(state), up \(Messages.formatSeconds(monotonicSeconds() - startedAt)), run directory \(run.path)"
     }
 }
