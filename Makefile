@@ -48,6 +48,7 @@ help:
 	@echo "make snapshot NAME=x / restore NAME=x / delete NAME=x / snapshots"
 	@echo "make reset        fresh runtime layer on the golden image (asks first; the old one is kept as undo)"
 	@echo "make info / check / status / stop"
+	@echo "make module M=dir / insmod M=dir / rmmod M=dir   build, load, unload a kernel module (examples/hello)"
 	@echo "make test         unit + integration tests (boots the real guest under QEMU)"
 	@echo "make guest        build the tiny default guest (Debian kernel + busybox)"
 	@echo "make rootfs       build the full Debian guest in debian/ and make it the one \`make run\` boots"
@@ -153,6 +154,20 @@ snapshots: $(LABRUN_READY)
 # Asks first (y/N); `make reset YES=1` does not. While the VM runs it is reset in place.
 reset: $(LABRUN_READY)
 	@$(LABRUN) reset $(if $(YES),--yes)
+
+# Kernel modules (issue 14): build against the lab's kernel, load into / unload from the running
+# guest. M=DIR holds a Kbuild or Makefile (examples/hello is a start).
+.PHONY: module insmod rmmod
+module insmod rmmod: export LABRUN_MODULE_DIR := $(value M)
+module: $(LABRUN_READY)
+	@if [ -z "$$LABRUN_MODULE_DIR" ]; then echo "usage: make module M=<dir>" >&2; exit 2; fi; \
+	$(LABRUN) module build "$$LABRUN_MODULE_DIR"
+insmod: $(LABRUN_READY)
+	@if [ -z "$$LABRUN_MODULE_DIR" ]; then echo "usage: make insmod M=<dir>" >&2; exit 2; fi; \
+	$(LABRUN) module load "$$LABRUN_MODULE_DIR"
+rmmod: $(LABRUN_READY)
+	@if [ -z "$$LABRUN_MODULE_DIR" ]; then echo "usage: make rmmod M=<dir>" >&2; exit 2; fi; \
+	$(LABRUN) module unload "$$LABRUN_MODULE_DIR"
 
 info check: $(LABRUN_READY)
 	@$(LABRUN) $@

@@ -24,6 +24,7 @@ public enum Help {
       init DIR               create a new lab in DIR from this one's images
       exec -- CMD [ARGS]     run a command in the running guest (through the guest agent)
       run -- CMD [ARGS]      boot, run CMD in the guest, stop; exit with its status (git bisect run)
+      module build|load|unload DIR   an out-of-tree kernel module for the lab's kernel
       wait-ready             wait until the running guest has booted (for scripts)
 
     The same commands work whether the VM runs or not: labrun finds a running supervisor
@@ -196,6 +197,22 @@ public enum Help {
       --keep         leave the VM running afterwards
     """
 
+    public static let module = """
+    usage: labrun module build DIR
+           labrun module load DIR|FILE.ko [PARAM=VALUE...]
+           labrun module unload DIR|NAME
+
+    build compiles the out-of-tree module in DIR (a Kbuild or Makefile, as the kernel's
+    Documentation/kbuild/modules.rst describes) against the kernel the lab boots: Debian's
+    linux-headers-RELEASE for the built guest (installed when missing, about 13 MB, once), or
+    the kernel tree the lab's kernel comes from. Unknown symbols stay warnings, so the kernel
+    says why at load time.
+    load sends the module to the running guest through its agent, insmods it with the
+    parameters, and prints the kernel messages it produced; if it does not load, it exits
+    non-zero with the kernel's reason. unload rmmods it the same way.
+    `make module M=DIR`, `make insmod M=DIR` and `make rmmod M=DIR` do the same.
+    """
+
     public static let initLab = """
     usage: labrun init DIR [--arch x86_64|aarch64] [--force]
 
@@ -209,6 +226,7 @@ public enum Help {
         switch command {
         case "boot": boot
         case "run": run
+        case "module": module
         case "snapshot": snapshot
         case "reset": reset
         case "info": info

@@ -66,11 +66,12 @@ public enum LabrunCLI {
         case "wait-ready": return try waitReady(args, context)
         case "attach": return try attach(args, context)
         case "log": return try log(args, context)
+        case "module": return try module(args, context)
         default: throw .usage("unknown command '\(command)'")
         }
     }
 
-    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "attach", "log", "help"]
+    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "attach", "log", "module", "help"]
 
     /// What every command needs: the lab, opened lazily (so `--help` works anywhere).
     struct Context {

@@ -1,0 +1,72 @@
+import FoundationEssentials
+import Glibc
+import Testing
+@testable import LabrunKit
+
+/// Issue 14 §1: a module built against the lab's kernel, loaded into the running guest and
+/// unloaded; a module that cannot load says why. Needs the kernel's headers (installed by
+/// `labrun module build` as root) and make/gcc.
+@Suite(.serialized, .enabled(if: integrationAvailable && findExecutable("make") != nil && findExecutable("gcc") != nil, "needs QEMU, the guest, make and gcc"))
+struct ModuleTests {
+    /// A copy of examples/NAME in a temporary directory (the build leaves its products there).
+    func example(_ name: String, in lab: TestLab) throws -> String {
+        let dir = parentDirectory(lab.root) + "/" + name
+        let r = try Spawner.run("cp", ["-a", repositoryRoot + "/examples/" + name, dir])
+        try #require(r.status == .exited(0), "\(r.stderr)")
+        return dir
+    }
+
+    @Test func buildLoadUseAndUnloadTheExampleModule() throws {
+        let lab = try TestLab()
+        let hello = try example("hello", in: lab)
+        let built = try lab.cli(["module", "build", hello])
+        try #require(built.status == .exited(0), "module build: \(built.stderr.suffix(800))")
+        #expect(fileExists(hello + "/hello.ko"))
+
+        #expect(try lab.cli(["boot", "--detach"]).status == .exited(0))
+        let loaded = try lab.cli(["module", "load", hello, "whom=integration", "times=2"])
+        #expect(loaded.status == .exited(0), "\(loaded.stderr)")
+        #expect(loaded.stdout.contains("hello: loaded, greeting integration"), "the kernel's messages: \(loaded.stdout)")
+        #expect(try lab.exec("cat /proc/hello").stdout == "hello, integration\nhello, integration\n")
+        #expect(try lab.exec("dmesg | grep -c 'hello: loaded'").stdout.trimmed == "1")
+
+        let unloaded = try lab.cli(["module", "unload", hello])
+        #expect(unloaded.status == .exited(0) && unloaded.stdout.contains("hello: unloaded"), "\(unloaded.stdout)\(unloaded.stderr)")
+        #expect(try lab.exec("test -e /proc/hello; echo $?").stdout.trimmed == "1")
+
+        // A module with an unknown symbol builds (a warning) and does not load: the kernel's reason.
+        let broken = try example("broken", in: lab)
+        #expect(try lab.cli(["module", "build", broken]).status == .exited(0))
+        let refused = try lab.cli(["module", "load", broken])
+        #expect(refused.status != .exited(0))
+        #expect(refused.stderr.contains("Unknown symbol labrun_no_such_function"), "\(refused.stderr)")
+        _ = try lab.cli(["stop"])
+    }
+
+    @Test func badModuleArgumentsAreOneLineErrors() throws {
+        let lab = try TestLab()
+        let notAModule = try lab.cli(["module", "build", lab.root])
+        expectOneLineRefusal(notAModule, "module build of a lab directory")
+        #expect(notAModule.stderr.contains("Kbuild"))
+        let stopped = try lab.cli(["module", "load", repositoryRoot + "/examples/hello/hello.ko"])
+        expectOneLineRefusal(stopped, "module load of a missing .ko")
+        #expect(try lab.cli(["module", "frobnicate", "x"]).status == .exited(64))
+    }
+
+    /// `labrun run -- CMD` (issue 14 §4): boots, runs CMD, stops, exits with CMD's status; a
+    /// panic gives 125; the share is at /mnt (git bisect run … -- /mnt/test.sh).
+    @Test func runIsATestRunner() throws {
+        let lab = try TestLab()
+        let three = try lab.cli(["run", "--", "sh", "-c", "echo out-of-guest; exit 3"])
+        #expect(three.status == .exited(3), "\(three.stderr)")
+        #expect(three.stdout == "out-of-guest\n")
+        #expect(try lab.cli(["status"]).stdout.hasPrefix("stopped"), "run left the VM running")
+        try "#!/bin/sh\necho from-the-share\nexit 0\n".write(toFile: lab.root + "/shared/test.sh")
+        chmod(lab.root + "/shared/test.sh", 0o755)
+        let script = try lab.cli(["run", "--reset", "--", "/mnt/test.sh"])
+        #expect(script.status == .exited(0) && script.stdout == "from-the-share\n", "\(script.stdout)\(script.stderr)")
+        let panic = try lab.cli(["run", "--", "sh", "-c", "echo c > /proc/sysrq-trigger"])
+        #expect(panic.status == .exited(ExitReason.panicExitCode), "\(panic.stderr)")
+        #expect(try lab.cli(["status"]).stdout.hasPrefix("stopped"))
+    }
+}
