@@ -116,8 +116,9 @@ nodebug: deps $(LABRUN_READY) $(GUEST_IMAGE)
 shared: deps $(LABRUN_READY) $(GUEST_IMAGE)
 	$(LABRUN) boot --shared --debug
 
-debug:
-	gdb -q $(if $(wildcard $(GUEST_LAB)/guest-build/vmlinux),$(GUEST_LAB)/guest-build/vmlinux) -ex "target remote 127.0.0.1:$${GDB_PORT:-1234}"
+# gdb on the running VM with the kernel's (and its modules') names: `labrun gdb`.
+debug: $(LABRUN_READY)
+	$(LABRUN) gdb
 
 # --- snapshots and images ---------------------------------------------------------------
 # These run the labrun that is already built (building it only when it is missing): they act

@@ -69,4 +69,50 @@ struct ModuleTests {
         #expect(panic.status == .exited(ExitReason.panicExitCode), "\(panic.stderr)")
         #expect(try lab.cli(["status"]).stdout.hasPrefix("stopped"))
     }
+
+    /// gdb that names things (§3): `bt` shows function names, and a breakpoint on a loaded
+    /// module's function is hit when the guest calls it, with the function's name.
+    @Test(.enabled(if: findExecutable("gdb") != nil && findExecutable("as") != nil, "needs gdb and binutils"))
+    func gdbNamesFunctionsAndHitsABreakpointInAModule() throws {
+        let lab = try TestLab()
+        let hello = try example("hello", in: lab)
+        try #require(try lab.cli(["module", "build", hello]).status == .exited(0))
+        let port = freeLoopbackPort()
+        #expect(try lab.cli(["boot", "--detach", "--gdb-port", String(port)]).status == .exited(0))
+        #expect(try lab.cli(["module", "load", hello]).status == .exited(0))
+
+        let bt = try lab.cli(["gdb", "--", "-batch", "-ex", "bt"])
+        let frames = lines(bt.stdout).filter { $0.hasPrefix("#") }
+        let named = frames.filter { $0.contains(" in ") && !$0.contains(" in ?? ") }
+        #expect(!frames.isEmpty && named.count * 2 >= frames.count, "bt names too few functions: \(bt.stdout)\(bt.stderr)")
+
+        // A breakpoint in the module; the guest reads /proc/hello until gdb reports the hit.
+        var config = SpawnConfiguration(executable: labrunBinary, arguments: ["--lab", lab.root, "gdb", "--", "-batch",
+            "-ex", "break hello_show", "-ex", "continue", "-ex", "bt 1"])
+        let out = try FileDescriptor.pipe()
+        config.standardInput = .devNull
+        config.standardOutput = .descriptor(out.writeEnd)
+        config.standardError = .descriptor(out.writeEnd)
+        let gdb = try Spawner.spawn(config)
+        out.writeEnd.close()
+        defer { out.readEnd.close() }
+        try out.readEnd.setNonBlocking(true)
+        var text = ""
+        let deadline = monotonicSeconds() + 60
+        var poked: ChildProcess?
+        while monotonicSeconds() < deadline && gdb.poll() == nil {
+            while case .success(let b) = out.readEnd.read(), !b.isEmpty { text += String(decoding: b, as: UTF8.self) }
+            if text.contains("Breakpoint 1 at"), poked == nil || poked?.poll() != nil {
+                var c = SpawnConfiguration(executable: labrunBinary, arguments: ["--lab", lab.root, "exec", "--", "cat", "/proc/hello"])
+                c.standardInput = .devNull; c.standardOutput = .devNull; c.standardError = .devNull
+                poked = try Spawner.spawn(c)
+            }
+            sleepSeconds(0.2)
+        }
+        while case .success(let b) = out.readEnd.read(), !b.isEmpty { text += String(decoding: b, as: UTF8.self) }
+        #expect(text.contains("Breakpoint 1,") && text.contains("hello_show"), "gdb said: \(text.suffix(1500))")
+        _ = gdb.wait(upTo: 10)
+        _ = poked?.wait(upTo: 10)
+        _ = try lab.cli(["stop"])
+    }
 }

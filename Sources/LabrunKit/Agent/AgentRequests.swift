@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 /// The control requests the guest agent answers: `wait-ready` (answered once the agent is up)
 /// and `exec` (its output streams back as progress lines; the final response carries the
 /// command's exit status). Requests that come before the agent is up wait for it, at most
@@ -143,6 +145,19 @@ final class AgentRequests: LoopPart {
     }
 
     private func dispatch(_ command: ControlCommand, _ id: ControlServer.ConnectionID) {
+        if case .readFile(let path) = command {
+            running.insert(id)
+            return agent.readFile(path) { [unowned self] result in
+                guard running.remove(id) != nil else { return }
+                switch result {
+                case .success(let gz):
+                    var r = ControlResponse()
+                    r.stdout = Data(gz).base64EncodedString()
+                    reply(id, r)
+                case .failure(let e): reply(id, .failure(e))
+                }
+            }
+        }
         guard case .exec(let line, let timeout) = command else {
             var r = ControlResponse()
             r.message = "the guest is up"

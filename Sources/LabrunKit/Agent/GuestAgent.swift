@@ -111,7 +111,7 @@ public final class GuestAgent {
         case "out": event = .stdout(Self.decode(rest))
         case "err": event = .stderr(Self.decode(rest))
         case "exit": event = .exit(Int32(rest.map { String($0) } ?? "") ?? 255)
-        case "ok": event = .ok(rest.map(String.init) ?? "")
+        case "ok", "data": event = .ok(rest.map(String.init) ?? "")
         case "fail": event = .failed(String(decoding: Self.decode(rest), as: UTF8.self))
         default: return
         }
@@ -144,6 +144,20 @@ extension GuestAgent {
     /// Runs a shell command line in the guest (`exec TIMEOUT B64`).
     public func exec(_ commandLine: String, timeout: Int, handler: @escaping Handler) {
         request("exec", [String(timeout), Data(commandLine.utf8).base64EncodedString()], handler: handler)
+    }
+
+    /// A guest file's bytes, gzip-compressed (the agent's `read`): `done` gets them, or the
+    /// reason it could not (an older agent without `read` says "unknown request").
+    public func readFile(_ path: String, _ done: @escaping (Result<[UInt8], LabrunError>) -> Void) {
+        request("read", [Data(path.utf8).base64EncodedString()]) { event in
+            switch event {
+            case .ok(let b64): done(Data(base64Encoded: b64).map { .success(Array($0)) } ?? .failure(LabrunError("the guest agent sent malformed data")))
+            case .failed(let why): done(.failure(LabrunError(why)))
+            case .disconnected: done(.failure(LabrunError("the guest agent went away")))
+            default: return false
+            }
+            return true
+        }
     }
 
     /// Unmounts (or mounts) the shared folder; `done` gets nil on success or the reason.

@@ -25,6 +25,7 @@ public enum Help {
       exec -- CMD [ARGS]     run a command in the running guest (through the guest agent)
       run -- CMD [ARGS]      boot, run CMD in the guest, stop; exit with its status (git bisect run)
       module build|load|unload DIR   an out-of-tree kernel module for the lab's kernel
+      gdb [-- GDB ARGS]      gdb on the running VM (boot --debug), with the kernel's and modules' names
       wait-ready             wait until the running guest has booted (for scripts)
 
     The same commands work whether the VM runs or not: labrun finds a running supervisor
@@ -213,6 +214,18 @@ public enum Help {
     `make module M=DIR`, `make insmod M=DIR` and `make rmmod M=DIR` do the same.
     """
 
+    public static let gdb = """
+    usage: labrun gdb [-- GDB ARGS...]
+
+    Starts gdb on the running VM's gdb stub (boot it with --debug: `make run` does), with
+    names: every text symbol of the running kernel and of its loaded modules, read from the
+    guest's /proc/kallsyms at the addresses the kernel really has (KASLR does not matter), so
+    `bt` names functions and `break FUNCTION` works. A kernel booted from a build tree also
+    gets the tree's vmlinux-gdb.py (lx-symbols, lx-dmesg …). Ctrl-C in gdb stops the guest.
+      labrun gdb -- -batch -ex bt
+    `make debug` runs it.
+    """
+
     public static let initLab = """
     usage: labrun init DIR [--arch x86_64|aarch64] [--force]
 
@@ -227,6 +240,7 @@ public enum Help {
         case "boot": boot
         case "run": run
         case "module": module
+        case "gdb": gdb
         case "snapshot": snapshot
         case "reset": reset
         case "info": info

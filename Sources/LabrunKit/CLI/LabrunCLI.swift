@@ -67,11 +67,12 @@ public enum LabrunCLI {
         case "attach": return try attach(args, context)
         case "log": return try log(args, context)
         case "module": return try module(args, context)
+        case "gdb": return try gdb(args, context)
         default: throw .usage("unknown command '\(command)'")
         }
     }
 
-    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "attach", "log", "module", "help"]
+    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "attach", "log", "module", "gdb", "help"]
 
     /// What every command needs: the lab, opened lazily (so `--help` works anywhere).
     struct Context {

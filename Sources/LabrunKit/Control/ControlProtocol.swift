@@ -24,6 +24,8 @@ public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case suspend
     /// Reset the running VM in place (`undo`: back to the previous runtime layer).
     case reset
+    /// A file from the guest, through its agent (`labrun gdb` reads /proc/kallsyms).
+    case readFile = "read-file"
 }
 
 /// What a client asks of the supervisor.
@@ -40,6 +42,8 @@ public enum ControlCommand: Equatable, Sendable {
     /// Start the VM again on a fresh runtime layer (or, `undo`, on the previous one), in
     /// place: the console stays open.
     case reset(undo: Bool)
+    /// A guest file's bytes (gzip-compressed, base64 in the response's `stdout`).
+    case readFile(path: String)
 }
 
 public struct ControlRequest: Equatable, Sendable {
@@ -71,6 +75,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .waitReady: w.op = .waitReady
         case .suspend: w.op = .suspend
         case .reset(let undo): w.op = .reset; w.undo = undo
+        case .readFile(let path): w.op = .readFile; w.command = path
         case .exec(let line, let timeout): w.op = .exec; w.command = line; w.timeout = timeout
         case .snapshot(.list): w.op = .snapshotList
         case .snapshot(.create(let name, let force, let diskOnly)):
@@ -89,6 +94,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .waitReady: command = .waitReady
         case .suspend: command = .suspend
         case .reset: command = .reset(undo: w.undo ?? false)
+        case .readFile: command = .readFile(path: w.command ?? "")
         case .exec: command = .exec(command: w.command ?? "", timeout: w.timeout ?? 0)
         case .snapshotList: command = .snapshot(.list)
         // A missing name is the empty name, which the snapshot rules refuse.

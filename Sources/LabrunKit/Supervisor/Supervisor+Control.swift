@@ -18,7 +18,7 @@ extension Supervisor {
             control.respond(id, r)
             hub.notice("`labrun stop` requested: shutting the VM down")
             quit(.quit)
-        case .exec, .waitReady:
+        case .exec, .waitReady, .readFile:
             agentRequests.submit(request.command, from: id)
         case .snapshot(let r):
             operations.enqueue(.init(origin: .control(id), request: r))

@@ -88,3 +88,8 @@ public final class SignalPipe {
 public func ignoreBrokenPipeSignal() {
     signal(SIGPIPE, SIG_IGN)
 }
+
+/// Ctrl-C is for the child in the foreground (gdb), not for us. The corresponding C function is `signal`.
+public func ignoreInterruptSignal() {
+    signal(SIGINT, SIG_IGN)
+}
