@@ -82,6 +82,25 @@ struct CrashTests {
         try session.quit()
     }
 
+    /// A WARN from a module (examples/warn): a report titled as syzkaller would, the guest
+    /// runs on, and status counts it.
+    @Test(.enabled(if: findExecutable("make") != nil && findExecutable("gcc") != nil, "builds a module"))
+    func aWarningFromAModuleIsReported() throws {
+        let lab = try TestLab()
+        let dir = parentDirectory(lab.root) + "/warn"
+        try #require(try Spawner.run("cp", ["-a", repositoryRoot + "/examples/warn", dir]).status == .exited(0))
+        try #require(try lab.cli(["module", "build", dir]).status == .exited(0))
+        let session = try lab.bootToShell()
+        #expect(try lab.cli(["module", "load", dir]).status == .exited(0))
+        try session.expect("[labrun] the guest kernel reported: WARNING in warn_init", timeout: 15)
+        let st = try guestStatus(lab)
+        #expect(st.guest == "oopsed 1 time" && st.lastReport == "WARNING in warn_init", "\(st)")
+        #expect(st.runState == "running")
+        #expect(lines(try session.shell("echo alive-$((1+1))")).contains("alive-2"))
+        #expect(try lab.logText(["--reports"]).contains("WARNING in warn_init"))
+        try session.quit()
+    }
+
     /// A kernel that panics during boot: `boot --detach` fails in one line with the panic's
     /// status, naming the title and the last console line; it never hangs.
     @Test func panicDuringBootFailsADetachedBoot() throws {

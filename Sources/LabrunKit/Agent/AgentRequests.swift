@@ -97,6 +97,14 @@ final class AgentRequests: LoopPart {
         }
     }
 
+    /// The kernel's warnings reach the console even under `quiet` (console log level 5: WARN,
+    /// whose reports the crash detector reads there); a higher level the user chose stays.
+    func showKernelWarnings() {
+        agent.exec("read l rest </proc/sys/kernel/printk; [ \"$l\" -ge 5 ] || echo 5 >/proc/sys/kernel/printk", timeout: 10) { event in
+            switch event { case .exit, .failed, .disconnected: return true; default: return false }
+        }
+    }
+
     /// Tells the guest's console its size (the terminal that typed last), so `stty size`, vi
     /// and less use the whole window: the agent sets it on the console tty, whose foreground
     /// programs get SIGWINCH. Sizes asked for while one is being set are folded into one.

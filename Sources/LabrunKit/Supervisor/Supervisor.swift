@@ -125,11 +125,13 @@ public final class Supervisor {
         agentRequests.share = command.options.shared
         agentRequests.notice = { [unowned self] in hub.notice($0) }
         agent.onReady = { [unowned self] in
+            let resumed = resumedGuestIsStale
             if resumedGuestIsStale {
                 // First on the agent's queue, before anything a client asks.
                 resumedGuestIsStale = false
                 agentRequests.refreshResumedGuest()
             }
+            if !resumed { agentRequests.showKernelWarnings() }
             syncGuestConsoleSize()
             if let checkpointer { checkpointer.agentReady() } else { agentRequests.agentStarted() }
         }
