@@ -55,6 +55,7 @@ help:
 	@echo "                  (GUEST=tiny / GUEST=debian on any make command switches; now: $(GUEST))"
 	@echo "make guest-aarch64  build the tiny AArch64 guest in guest-aarch64/ (labrun init DIR --arch aarch64)"
 	@echo "make test-slow    build the Debian guest and boot it in the slow tests (minutes)"
+	@echo "make install      labrun, its completions and man page in PREFIX (/usr/local)"
 	@echo "make clean        remove build products (never the images; see distclean)"
 
 # --- set-up -----------------------------------------------------------------------------
@@ -208,6 +209,25 @@ test-faults: deps debian-rootfs.qcow2
 
 bench: deps build debian-rootfs.qcow2
 	bash bench/run.sh
+
+# labrun, its completions and its man page where Debian expects them (PREFIX=/usr/local).
+PREFIX ?= /usr/local
+.PHONY: install uninstall
+install: $(LABRUN_BUILD)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 755 $(LABRUN_BUILD) $(DESTDIR)$(PREFIX)/bin/labrun
+	$(LABRUN_BUILD) __man > $(DESTDIR)$(PREFIX)/share/man/man1/labrun.1
+	$(LABRUN_BUILD) completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/labrun
+	$(LABRUN_BUILD) completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_labrun
+	$(LABRUN_BUILD) completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/labrun.fish
+	@echo "installed labrun in $(DESTDIR)$(PREFIX)/bin (man labrun; completion for bash, zsh and fish)"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/labrun $(DESTDIR)$(PREFIX)/share/man/man1/labrun.1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/labrun $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_labrun \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/labrun.fish
 
 clean:
 	rm -rf .build .labrun

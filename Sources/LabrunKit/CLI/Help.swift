@@ -26,6 +26,7 @@ public enum Help {
       run -- CMD [ARGS]      boot, run CMD in the guest, stop; exit with its status (git bisect run)
       module build|load|unload DIR   an out-of-tree kernel module for the lab's kernel
       gdb [-- GDB ARGS]      gdb on the running VM (boot --debug), with the kernel's and modules' names
+      completion SHELL       a completion script for bash, zsh or fish (snapshot names included)
       wait-ready             wait until the running guest has booted (for scripts)
 
     The same commands work whether the VM runs or not: labrun finds a running supervisor
@@ -226,6 +227,15 @@ public enum Help {
     `make debug` runs it.
     """
 
+    public static let completion = """
+    usage: labrun completion bash|zsh|fish
+
+    Prints a completion script: commands, their options, and the snapshot names of the lab in
+    question (running or not; read from the image directly, in milliseconds).
+      source <(labrun completion bash)        # or: labrun completion fish | source
+    `make install` puts them where bash-completion, zsh and fish look.
+    """
+
     public static let initLab = """
     usage: labrun init DIR [--arch x86_64|aarch64] [--force]
 
@@ -241,6 +251,7 @@ public enum Help {
         case "run": run
         case "module": module
         case "gdb": gdb
+        case "completion": completion
         case "snapshot": snapshot
         case "reset": reset
         case "info": info
@@ -255,5 +266,31 @@ public enum Help {
         case "log": log
         default: main
         }
+    }
+}
+
+extension Help {
+    /// The manual page (troff), made from the same texts as `--help`: `labrun __man`.
+    public static var manPage: String {
+        func escape(_ s: String) -> String {
+            s.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+                var l = String(line).replacingAll("\\", with: "\\e")
+                if l.hasPrefix(".") || l.hasPrefix("'") { l = "\\&" + l }
+                return l
+            }.joined(separator: "\n")
+        }
+        let commands = ["boot", "attach", "log", "snapshot", "reset", "info", "check", "status", "stop", "suspend",
+                        "init", "exec", "run", "wait-ready", "module", "gdb", "completion"]
+        var out = ".TH LABRUN 1 \"2026\" \"\(version)\" \"User Commands\"\n"
+        out += ".SH NAME\nlabrun \\- run and snapshot the QEMU VM of a kernel-development lab\n"
+        out += ".SH SYNOPSIS\n.B labrun\n[\\-\\-lab DIR] COMMAND [ARGS]\n"
+        out += ".SH DESCRIPTION\n.nf\n" + escape(main) + "\n.fi\n"
+        out += ".SH COMMANDS\n"
+        for c in commands {
+            out += ".SS \(c)\n.nf\n" + escape(text(for: c)) + "\n.fi\n"
+        }
+        out += ".SH EXIT STATUS\n0 on success, 1 on an error (one line on stderr), 64 on a usage error; `exec` and `run` exit with the command's status, and 125 when the guest kernel panicked.\n"
+        out += ".SH FILES\n.nf\nLAB/lab.conf, LAB/console.log, LAB/.labrun/ (sockets), .labrun-checkpoints/ beside the golden image\n.fi\n"
+        return out
     }
 }

@@ -50,6 +50,8 @@ public enum LabrunCLI {
             args.removeSubrange(i...(i + 1))
         }
         let context = Context(labDirectory: labDir)
+        if command == "__complete" { return complete(args, context) }
+        if command == "__man" { print(Help.manPage); return 0 }
         switch command {
         case "boot": return try boot(args, context)
         // `run -- CMD` is the test runner; `run` alone is an old name of boot.
@@ -68,11 +70,12 @@ public enum LabrunCLI {
         case "log": return try log(args, context)
         case "module": return try module(args, context)
         case "gdb": return try gdb(args, context)
+        case "completion": return try completion(args, context)
         default: throw .usage("unknown command '\(command)'")
         }
     }
 
-    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "attach", "log", "module", "gdb", "help"]
+    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "attach", "log", "module", "gdb", "completion", "help"]
 
     /// What every command needs: the lab, opened lazily (so `--help` works anywhere).
     struct Context {
