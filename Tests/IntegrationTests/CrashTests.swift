@@ -101,6 +101,21 @@ struct CrashTests {
         try session.quit()
     }
 
+    /// QEMU's GUEST_PANICKED (the pvpanic device, written here from the guest by hand) with no
+    /// report on the console: a report all the same, and the VM is paused.
+    @Test func pvpanicAloneIsAPanic() throws {
+        let lab = try TestLab()
+        #expect(try lab.cli(["boot", "--detach"]).status == .exited(0))
+        _ = try lab.exec("printf '\\001' | dd of=/dev/port bs=1 seek=1285 count=1 2>/dev/null")
+        let deadline = monotonicSeconds() + 10
+        var st = try guestStatus(lab)
+        while st.guest != "panicked" && monotonicSeconds() < deadline { sleepSeconds(0.2); st = try guestStatus(lab) }
+        #expect(st.guest == "panicked" && st.lastReport?.contains("pvpanic") == true, "\(st)")
+        #expect(st.runState == "paused")
+        #expect(try lab.cli(["exec", "--", "true"]).status == .exited(ExitReason.panicExitCode))
+        _ = try lab.cli(["stop"])
+    }
+
     /// A kernel that panics during boot: `boot --detach` fails in one line with the panic's
     /// status, naming the title and the last console line; it never hangs.
     @Test func panicDuringBootFailsADetachedBoot() throws {

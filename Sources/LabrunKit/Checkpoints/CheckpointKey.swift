@@ -20,7 +20,7 @@ public struct FileIdentity: Codable, Equatable, Sendable {
 /// in anything boots cold, says why, and keeps a new checkpoint.
 public struct CheckpointKey: Codable, Equatable, Sendable {
     /// labrun's checkpoint format: a labrun that changes what it stores bumps it.
-    public var format = 3
+    public var format = 4
     public var kernel: FileIdentity
     public var initrd: FileIdentity?
     public var append: String

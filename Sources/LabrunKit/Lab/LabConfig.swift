@@ -32,12 +32,14 @@ public struct LabConfig: Equatable, Sendable {
     public var consoleLog = true
     /// What happens when the guest kernel panics.
     public var onPanic: PanicAction = .pause
+    /// Crash reports are looked for on the console (off: for measuring what it costs).
+    public var crashDetection = true
     public var logSize: Int64 = 16 << 20
     public var logFiles = 4
 
     public init() {}
 
-    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared", "checkpoints", "log", "log_size", "log_files", "on_panic"]
+    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared", "checkpoints", "log", "log_size", "log_files", "on_panic", "crash_detection"]
 
     public static func parse(_ text: String, file: String = "lab.conf") throws(LabrunError) -> LabConfig {
         var c = LabConfig()
@@ -64,6 +66,7 @@ public struct LabConfig: Equatable, Sendable {
             case "golden_id": c.goldenID = value
             case "shared": c.shared = value
             case "checkpoints": c.checkpoints = value
+            case "crash_detection": guard value == "on" || value == "off" else { throw bad("expected on or off") }; c.crashDetection = value == "on"
             case "on_panic": guard let a = PanicAction(rawValue: value) else { throw bad("expected pause, snapshot, reboot or poweroff") }; c.onPanic = a
             case "log": guard value == "on" || value == "off" else { throw bad("expected on or off") }; c.consoleLog = value == "on"
             case "log_size": guard let m = parseMemory(value), m >= 1 else { throw bad("expected a size, like 16M") }; c.logSize = Int64(m) << 20

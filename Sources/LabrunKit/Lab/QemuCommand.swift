@@ -83,6 +83,9 @@ public struct QemuCommand: Sendable {
         a += ["-device", "virtio-serial-pci,id=vser0",
               "-chardev", "socket,id=agent,path=\(optValue(run.agentSocket)),server=on,wait=off",
               "-device", "virtserialport,bus=vser0.0,chardev=agent,name=\(GuestAgent.portName)"]
+        // The guest kernel tells QEMU when it panics (GUEST_PANICKED), where it has the driver;
+        // QEMU itself does nothing then: labrun acts (lab.conf on_panic).
+        a += ["-device", lab.config.arch == .x86_64 ? "pvpanic" : "pvpanic-pci", "-action", "panic=none"]
         if let shared = options.shared {
             a += ["-fsdev", "local,id=hostshare,path=\(optValue(shared)),security_model=mapped-xattr",
                   "-device", "virtio-9p-pci,fsdev=hostshare,mount_tag=hostshare"]

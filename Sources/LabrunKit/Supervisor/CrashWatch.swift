@@ -64,16 +64,35 @@ final class CrashWatch: LoopPart {
         }
     }
 
+    /// QEMU's GUEST_PANICKED (the guest's pvpanic driver): the console's own report usually
+    /// says more, so it gets a second to arrive; without one, this is the report.
+    private var pvpanicAt: Double?
+
+    func guestSaysItPanicked() {
+        guard panicked == nil, pvpanicAt == nil else { return }
+        pvpanicAt = monotonicSeconds()
+    }
+
     var interests: [PollInterest] { [] }
 
     var deadline: Double? {
         // The detector counts in wall-clock seconds; the loop in monotonic ones.
-        detector.deadline.map { monotonicSeconds() + max(0, $0 - wallClockSeconds()) }
+        let d = detector.deadline.map { monotonicSeconds() + max(0, $0 - wallClockSeconds()) }
+        return [d, pvpanicAt.map { $0 + 1 }].compactMap { $0 }.min()
     }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
-        guard let d = detector.deadline, wallClockSeconds() >= d else { return }
-        deliver(detector.tick(now: wallClockSeconds()))
+        if let d = detector.deadline, wallClockSeconds() >= d { deliver(detector.tick(now: wallClockSeconds())) }
+        if let at = pvpanicAt, now >= at + 1 {
+            pvpanicAt = nil
+            deliver(detector.finish(now: wallClockSeconds()))
+            guard panicked == nil else { return }
+            let wall = wallClockSeconds()
+            let r = CrashReport(kind: .panic, title: "kernel panic (the guest's pvpanic device said so; its console printed no report)",
+                                text: detector.lastLine + "\n", firstSeen: wall, lastSeen: wall)
+            reports.append(r)
+            onReport(r, true)
+        }
     }
 
     /// A snapshot name for a crash: "panic-20261202-103012-kernel-panic-sysrq-triggered-crash".

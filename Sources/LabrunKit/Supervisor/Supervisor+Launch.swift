@@ -20,7 +20,7 @@ extension Supervisor {
         relay = GuestRelay(pty: launch.console)
         relay.onOutput = { [unowned self] in
             checkpointer?.output($0)
-            crashes.feed($0)
+            if lab.config.crashDetection { crashes.feed($0) }
             hub.output($0)
         }
         if let size = consoleSize { relay.resize(to: size) }

@@ -216,6 +216,7 @@ public final class Supervisor {
     func connected(_ client: QMPClient) {
         client.onEvent = { [unowned self] name, _ in
             if name == "STOP" { runState = "paused" } else if name == "RESUME" { runState = "running" }
+            if name == "GUEST_PANICKED" { crashes.guestSaysItPanicked() }
         }
         client.onReady = { [unowned self] in
             runState = "running"
