@@ -250,6 +250,12 @@ EOF
 SUBSYSTEM=="virtio-ports", ATTR{name}=="org.labrun.agent", TAG+="systemd", ENV{SYSTEMD_WANTS}+="labrun-agent.service"
 EOF
     install -m 755 "$HERE/mount-shared" "$T/usr/local/bin/mount-shared"
+    # The terminal's TERM (labrun writes it to /run/labrun/term when this guest has a terminfo
+    # entry for it): the serial console's shell takes it before each prompt.
+    cat >"$T/etc/profile.d/labrun-term.sh" <<'EOF'
+_labrun_term() { [ -r /run/labrun/term ] && read -r _t </run/labrun/term && [ "$_t" != "$TERM" ] && export TERM="$_t"; }
+case "$PROMPT_COMMAND" in *_labrun_term*) ;; *) PROMPT_COMMAND="_labrun_term${PROMPT_COMMAND:+; $PROMPT_COMMAND}" ;; esac
+EOF
 
     cat >"$T/etc/motd" <<'EOF'
 

@@ -37,6 +37,23 @@ struct SlowTests {
         try s.quitCleanly()
     }
 
+    /// Issue 12 §5: the guest's console has the terminal's size and TERM (the Debian guest has
+    /// terminfo), after a resize too: `stty size` and `tput cols` agree.
+    @Test func consoleGetsTheTerminalsSizeAndTerm() throws {
+        let lab = try DerivedLab(source: debianLabRoot)
+        let s = try ConsoleSession(arguments: ["--lab", lab.root, "boot"],
+                                   environment: ["LABRUN_ACCEL": "tcg", "TERM": "xterm-256color"], size: WindowSize(rows: 45, columns: 150))
+        try s.waitForShell(timeout: debianBootTimeout)
+        try s.shell("")
+        #expect(lines(try s.shell("echo T=$TERM; stty size; tput cols")).contains("T=xterm-256color"))
+        s.resize(WindowSize(rows: 30, columns: 100))
+        sleepSeconds(1)
+        try s.shell("")
+        let after = lines(try s.shell("stty size; tput cols"))
+        #expect(after.contains("30 100") && after.contains("100"), "\(after)")
+        try s.quitCleanly()
+    }
+
     /// Live snapshot and restore (RAM and disk), with the shared folder mounted by the agent
     /// (unmounted around the snapshot, mounted again after the restore).
     @Test func liveSnapshotAndRestoreWithTheShare() throws {

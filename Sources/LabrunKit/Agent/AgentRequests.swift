@@ -105,6 +105,18 @@ final class AgentRequests: LoopPart {
         }
     }
 
+    /// Tells the guest the terminal's TERM when it has a terminfo entry for it: written to
+    /// /run/labrun/term, which the Debian guest's shell takes before each prompt. Only names
+    /// of letters, digits and . _ + - are passed (it is the user's environment).
+    func setConsoleTerm(_ term: String) {
+        guard !term.isEmpty, term.count <= 64, term.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || [0x2E, 0x5F, 0x2B, 0x2D].contains($0) }) else { return }
+        let first = String(term.prefix(1))
+        let script = "for d in /usr/share/terminfo /lib/terminfo /etc/terminfo; do [ -e \"$d/\(first)/\(term)\" ] && { mkdir -p /run/labrun && echo \(term) >/run/labrun/term; exit 0; }; done; exit 0"
+        agent.exec(script, timeout: 10) { event in
+            switch event { case .exit, .failed, .disconnected: return true; default: return false }
+        }
+    }
+
     /// Tells the guest's console its size (the terminal that typed last), so `stty size`, vi
     /// and less use the whole window: the agent sets it on the console tty, whose foreground
     /// programs get SIGWINCH. Sizes asked for while one is being set are folded into one.

@@ -44,8 +44,11 @@ final class ConsoleHub: LoopPart {
     var welcome: () -> ConsoleWelcome = { ConsoleWelcome(lab: "", supervisorPid: 0, monitorSocket: "", others: 0) }
     var onKeys: (ViewerID, [UInt8]) -> Void = { _, _ in }
     var onCommand: (ViewerID, ConsoleCommand) -> Void = { _, _ in }
-    /// The window size the guest's console should have now.
+    /// The window size the guest's console should have now, and the TERM of the terminal that
+    /// counts (the one that typed last).
     var onSize: (WindowSize) -> Void = { _ in }
+    var onTerm: (String) -> Void = { _ in }
+    private var appliedTerm: String?
     /// The terminal that started the boot went away without detaching (it was killed).
     var onOwnerLost: () -> Void = {}
     /// A viewer attached or left (the loop's descriptors change).
@@ -147,6 +150,10 @@ final class ConsoleHub: LoopPart {
     }
 
     private func applySize() {
+        if let id = sizeOwner, let term = viewers[id]?.hello?.term, term != appliedTerm {
+            appliedTerm = term
+            onTerm(term)
+        }
         guard let id = sizeOwner, let size = viewers[id]?.size, size != appliedSize else { return }
         appliedSize = size
         onSize(size)

@@ -59,7 +59,10 @@ extension Supervisor {
         }
         c.notice = { [unowned self] in hub.notice($0) }
         c.consoleSize = { [unowned self] in guestConsoleSize }
-        c.onFinished = { [unowned self] in agentRequests.agentStarted() }
+        c.onFinished = { [unowned self] in
+            if let term = consoleTerm { agentRequests.setConsoleTerm(term) }
+            agentRequests.agentStarted()
+        }
         return c
     }
 }

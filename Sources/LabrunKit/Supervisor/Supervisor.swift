@@ -31,6 +31,8 @@ public final class Supervisor {
     /// (set through its agent; a resumed checkpoint has the size it was made with).
     var consoleSize: WindowSize?
     var guestConsoleSize: WindowSize?
+    /// The TERM of the terminal that counts.
+    var consoleTerm: String?
 
     // The parts of the current QEMU, built by `launch`.
     var child: ChildProcess!
@@ -108,6 +110,10 @@ public final class Supervisor {
         }
         hub.onCommand = { [unowned self] id, c in consoleCommand(c, from: id) }
         hub.onSize = { [unowned self] size in resizeConsole(size) }
+        hub.onTerm = { [unowned self] term in
+            consoleTerm = term
+            if agent.isReady && checkpointer?.holdsGuest != true { agentRequests.setConsoleTerm(term) }
+        }
         hub.onOwnerLost = { [unowned self] in
             hub.notice("the terminal that started this VM was killed: shutting the VM down")
             quit(.quit)
@@ -133,7 +139,9 @@ public final class Supervisor {
             }
             if !resumed { agentRequests.showKernelWarnings() }
             syncGuestConsoleSize()
-            if let checkpointer { checkpointer.agentReady() } else { agentRequests.agentStarted() }
+            if let checkpointer { return checkpointer.agentReady() }
+            if let term = consoleTerm { agentRequests.setConsoleTerm(term) }
+            agentRequests.agentStarted()
         }
         agentRequests.qemuRunning = { [unowned self] in child.status == nil }
         crashes.onReport = { [unowned self] report, new in crashReported(report, new: new) }
