@@ -44,10 +44,13 @@ struct SlowTests {
         let s = try ConsoleSession(arguments: ["--lab", lab.root, "boot"],
                                    environment: ["LABRUN_ACCEL": "tcg", "TERM": "xterm-256color"], size: WindowSize(rows: 45, columns: 150))
         try s.waitForShell(timeout: debianBootTimeout)
+        // The agent sets size and TERM right after the boot (or the resume); the shell takes
+        // TERM at its next prompt. Under TCG the Debian guest's agent takes a second or two.
+        sleepSeconds(3)
         try s.shell("")
         #expect(lines(try s.shell("echo T=$TERM; stty size; tput cols")).contains("T=xterm-256color"))
         s.resize(WindowSize(rows: 30, columns: 100))
-        sleepSeconds(1)
+        sleepSeconds(3)
         try s.shell("")
         let after = lines(try s.shell("stty size; tput cols"))
         #expect(after.contains("30 100") && after.contains("100"), "\(after)")
