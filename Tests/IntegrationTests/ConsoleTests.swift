@@ -45,6 +45,23 @@ struct ConsoleTests {
         #expect(again.terminalRestored)
     }
 
+    /// `labrun boot` on a running lab offers to attach (on a terminal) instead of refusing.
+    @Test func bootOnARunningLabOffersToAttach() throws {
+        let lab = try TestLab()
+        #expect(try lab.cli(["boot", "--detach"]).status == .exited(0))
+        let s = try lab.boot()
+        try s.expect("already running", timeout: 10)
+        try s.expect("[y/N]", timeout: 5)
+        try s.send("y\r")
+        try s.expect(ConsoleSession.prompt, timeout: 15)
+        s.skipPast(seconds: 0.5)
+        #expect(lines(try s.shell("echo joined-$((3+4))")).contains("joined-7"))
+        try s.ctrlA("d")
+        #expect(s.waitForExit() == .exited(0))
+        #expect(try lab.cli(["status"]).stdout.hasPrefix("running"))
+        _ = try lab.cli(["stop"])
+    }
+
     /// `boot --detach` then `attach`; two terminals see the same output and both can type;
     /// a read-only one only watches; Ctrl-a d leaves only the terminal that pressed it.
     @Test func severalViewersShareTheConsole() throws {
