@@ -1,6 +1,6 @@
 extension LabrunCLI {
     static let bootSpec = ArgumentSpec(
-        flags: ["debug", "wait-gdb", "dry-run", "detach", "cold", "yes", "supervise"],
+        flags: ["debug", "wait-gdb", "dry-run", "detach", "cold", "yes", "supervise", "owner"],
         options: ["mem", "cpus", "accel", "qemu", "gdb-port", "kernel"],
         optionalValueOptions: ["shared"])
 
@@ -122,6 +122,7 @@ extension LabrunCLI {
         options = try BootPlanner.plan(lab, options, cold: a.flag("cold")) { printError($0) }
         let final = try QemuCommand(lab: lab, options: options)
         let supervisor = Supervisor(lab: lab, command: final, startupLines: startup)
+        supervisor.ownerWillAttach = a.flag("owner")
         // Up: nothing more is said on stderr (the terminal that started us reads it only until now).
         let reason = try supervisor.runUntilExit(started: { redirectStandardErrorToNull() })
         return reason.exitCode
@@ -143,7 +144,7 @@ extension LabrunCLI {
         }
         let errors: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
         do { errors = try FileDescriptor.pipe() } catch { throw error.asLabrunError }
-        var config = SpawnConfiguration(executable: exe, arguments: ["--lab", controller.lab.root, "boot", "--supervise"] + bootArgs)
+        var config = SpawnConfiguration(executable: exe, arguments: ["--lab", controller.lab.root, "boot", "--supervise"] + (attach ? ["--owner"] : []) + bootArgs)
         config.standardInput = .devNull
         config.standardOutput = .devNull
         config.standardError = .descriptor(errors.writeEnd)

@@ -117,6 +117,7 @@ final class ConsoleHub: LoopPart {
                 return farewell(v, ConsoleFarewell(message: "permission denied: this lab's supervisor belongs to another user", exitCode: 1))
             }
             v.hello = h
+            if h.owner { ownerAttached = true }
             if let r = h.rows, let c = h.columns { v.size = WindowSize(rows: UInt16(clamping: r), columns: UInt16(clamping: c)) }
             var w = welcome()
             w.others = viewers.values.filter { $0.hello != nil && $0.id != v.id }.count
@@ -250,6 +251,21 @@ final class ConsoleHub: LoopPart {
         }
         onViewersChanged()
         if v.isOwner && !v.detached && !v.closing { onOwnerLost() }
+    }
+
+    /// The terminal that started the boot has attached (at some point).
+    private(set) var ownerAttached = false
+
+    /// Serves the console alone for up to `seconds` until the owner has attached (a VM that
+    /// ended at once must still tell the terminal that started it why).
+    func waitForOwner(seconds: Double) {
+        let deadline = monotonicSeconds() + seconds
+        while !ownerAttached && monotonicSeconds() < deadline {
+            var set = PollSet()
+            addInterests(to: &set)
+            guard let ready = try? set.wait(timeout: 50) else { return }
+            handle(ready, now: monotonicSeconds())
+        }
     }
 
     /// Viewers attached now (past their hello).

@@ -12,6 +12,8 @@ public final class Supervisor {
     var startedAt = monotonicSeconds()
     /// Lines from before the VM started (`booting cold: …`), shown first to every terminal.
     let startupLines: [String]
+    /// A terminal will attach as the owner (`labrun boot` in a terminal): it hears the end.
+    public var ownerWillAttach = false
 
     // The parts that live as long as the supervisor, built by `start`.
     var signals: SignalEvents!
@@ -174,6 +176,7 @@ public final class Supervisor {
         }
         log?.labrun(reason.description)
         log?.close()
+        if ownerWillAttach { hub.waitForOwner(seconds: 5) }
         run.cleanStale()
         // Last: the terminals leave once the sockets are gone (a command run right after sees
         // the VM stopped).
