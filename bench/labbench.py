@@ -501,8 +501,8 @@ class Bench:
         """Reads every session's terminal in one tight poll loop until each has shown `marker`
         (what comes before it is counted, not kept). Returns {session: (perf_counter_ns when it
         saw the marker, bytes read up to and including it, labrun's "[labrun] …" lines among
-        them, reads it took)}; the rest of each read (the prompt) goes to the transcript, the cursor left just
-        past the marker."""
+        them, reads it took)}; the rest of each read (the prompt) goes to the transcript, the
+        cursor left just past the marker."""
         poller = select.poll()
         by_fd = {s.fd: s for s in sessions}
         for fd in by_fd:

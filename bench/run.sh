@@ -2,9 +2,11 @@
 # `make bench`: labrun's cost against plain QEMU and bare ptys (issue 6). Writes
 # bench/results.md and bench/results.json. Needs the release build (LABRUN_BIN overrides
 # .build/release/labrun) and the tiny guest (`make guest`). TCG always: KVM is not trusted here.
-# Takes about 8 minutes on 2 cores (a few more with the full Debian guest built in debian/). Extra
-# arguments go to the helper (e.g. --only boot,cli; figures: throughput, keystroke, noqmp, boot,
-# suspend, checkpoint, checkpoint-debian, reset, makerun, live, offline, cli). checkpoint-debian
+# Takes about 15 minutes on 2 cores (a few more with the full Debian guest built in debian/; the
+# stand-in throughput figure takes 20 more while labrun reads its console at ~1 MiB/s). Extra
+# arguments go to the helper (e.g. --only boot,cli; figures: throughput, guest-throughput, keystroke,
+# noqmp, boot, suspend, checkpoint, checkpoint-debian, reset, makerun, live, offline, cli; and
+# --runs FIGURE=N,... to change how many runs a figure takes). checkpoint-debian
 # is skipped unless `make rootfs` has built debian/; makerun runs `make reset`/`make run` in this
 # checkout with this labrun (LABRUN=...) on a throwaway lab (LABRUN_LAB=...).
 set -euo pipefail

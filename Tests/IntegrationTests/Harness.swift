@@ -150,11 +150,10 @@ final class ConsoleSession {
     @discardableResult
     func shell(_ command: String, timeout: Double = 30) throws -> String {
         try send(command + "\r")
-        // The command's echo first: a prompt the shell redraws meanwhile (the console got its
-        // size, a terminal query timed out) is not the next command's prompt.
-        let echo = String(command.prefix(12))
-        let before = echo.isEmpty ? "" : try expect(echo, timeout: timeout) + echo
-        return before + (try expect(Self.prompt, timeout: timeout))
+        // A prompt on a line of its own: the one the shell prints after the command. A prompt
+        // it redraws in place (the console got its size, a terminal query timed out) starts
+        // with a carriage return only, and is not the next command's.
+        return try expect("\n" + Self.prompt, timeout: timeout)
     }
 
     static let prompt = "root@lab:"
