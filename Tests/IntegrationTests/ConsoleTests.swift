@@ -207,6 +207,7 @@ struct ConsoleTests {
         // More than a viewer's backlog limit (1 MiB) and its socket's buffers.
         try a.send("yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c 1400000; echo END$((40+2))\r")
         try a.expect("END42", timeout: 60)
+        try a.expect("\n" + ConsoleSession.prompt, timeout: 20)
         print("console: 1.4 MB of output with a stopped viewer took \(tenths(monotonicSeconds() - started)) s")
         #expect(lines(try a.shell("echo still-$((1+2))")).contains("still-3"))
         kill(stopped.process.pid, SIGCONT)
@@ -232,6 +233,7 @@ struct ConsoleTests {
         try s.send("i=0; while [ $i -lt 3000 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done; echo DONE$((6*7))\r")
         try s.expect("console log paused", timeout: 60)
         try s.expect("DONE42", timeout: 60)
+        try s.expect("\n" + ConsoleSession.prompt, timeout: 20)
         #expect(lines(try s.shell("echo after-$((2+2))")).contains("after-4"))
         try s.quit()
     }
