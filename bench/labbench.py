@@ -28,6 +28,7 @@ import labpy  # noqa: E402  (the pty and QMP helpers guest/smoke-test.py uses to
 RUNS = {
     "throughput": 5,   # 256 MiB each
     "guest-throughput": 9,  # `cat` of a 2 MB file in the tiny guest: plain QEMU, labrun + 1 viewer, + 2 viewers
+    "detector": 5,  # `cat` of a 2 MB file with the crash detector on and off
     "keystroke": 5,    # 10,000 round trips each
     "live": 10,        # create / restore / delete cycles (half with each lab under labrun)
     "offline": 9,
@@ -40,7 +41,7 @@ RUNS = {
     "makerun": 5,             # make reset YES=1 && make run, checkpoint vs cold
 }
 # Every figure --only accepts, in the order they run.
-FIGURES = ["throughput", "guest-throughput", "keystroke", "noqmp", "boot", "suspend", "checkpoint", "checkpoint-debian",
+FIGURES = ["throughput", "guest-throughput", "detector", "keystroke", "noqmp", "boot", "suspend", "checkpoint", "checkpoint-debian",
            "reset", "makerun", "live", "offline", "cli"]
 THROUGHPUT_BYTES = 256 << 20
 # The real-guest throughput figure (issue 12): a 2 MB text file made once in each lab's guest,
@@ -626,6 +627,50 @@ class Bench:
             raise BenchError(f"{v.name}: `labrun attach` did not detach cleanly after Ctrl-a d "
                              f"(exit {code}); screen tail:\n{v.tail()}")
         self.finish(v)
+
+    def fig_detector(self):
+        """Issue 13: the crash detector reads every console byte; it must cost the console
+        nothing measurable. Two labrun labs, one with lab.conf `crash_detection = off`, the same
+        `cat` alternating."""
+        n = RUNS["detector"]
+        mb = GUEST_FILE_BYTES / 1e6
+        log(f"1c console throughput with the crash detector against without it: `cat` of a {mb:g} MB file, {n} runs each")
+        self.note_foreign("crash detector cost")
+        lab_on = self.new_lab("detecton")
+        lab_off = self.new_lab("detectoff")
+        with open(os.path.join(lab_off, "lab.conf"), "a") as f:
+            f.write("crash_detection = off\n")
+        on = self.labrun_boot(lab_on, name="labrun, detector on")
+        on.expect(READY, 60)
+        on.expect(PROMPT, 30)
+        self.record_tree(on.pid)
+        res = {"on": [], "off": []}
+        try:
+            self.make_big_file(on)
+            off = self.labrun_boot(lab_off, name="labrun, detector off")
+            off.expect(READY, 60)
+            off.expect(PROMPT, 30)
+            self.record_tree(off.pid)
+            try:
+                self.make_big_file(off)
+                for i in range(n + 1):
+                    for which in (("on", "off") if i % 2 == 0 else ("off", "on")):
+                        s = on if which == "on" else off
+                        t = self.cat_once(s, [s], f"labrun, detector {which}")[0]
+                        if i > 0:
+                            res[which].append(t)
+                    if i > 0:
+                        log(f"  run {i}: detector on {res['on'][-1]:.3f} s, off {res['off'][-1]:.3f} s")
+            finally:
+                self.quit_labrun(off)
+        finally:
+            self.quit_labrun(on)
+        v, b = median(res["on"]), median(res["off"])
+        self.add("console throughput with the crash detector", round(mb / v, 3), "MB/s", round(mb / b, 3), round(b / v, 3),
+                 ">= 0.95 (ratio)", b / v >= 0.95, runs=n, samples=[round(x, 3) for x in res["on"]],
+                 baseline_samples=[round(x, 3) for x in res["off"]],
+                 note=f"`cat` of a {mb:g} MB text file in the tiny guest to the `labrun boot` terminal, timed until the marker after it; "
+                      "baseline: the same with lab.conf `crash_detection = off` (ratio = time without / time with)")
 
     def fig_guest_throughput(self):
         n = RUNS["guest-throughput"]
@@ -1587,6 +1632,7 @@ def main():
         b.lab_offline = b.new_lab("offline")
         if want("throughput"): b.fig_throughput()
         if want("guest-throughput"): b.fig_guest_throughput()
+        if want("detector"): b.fig_detector()
         if want("keystroke"): b.fig_keystroke()
         if want("noqmp"): b.fig_noqmp_idle()
         if want("boot"): b.fig_boot()
