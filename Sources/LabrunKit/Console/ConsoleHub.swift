@@ -165,7 +165,7 @@ final class ConsoleHub: LoopPart {
         guard !bytes.isEmpty else { return }
         if logged { log?.guest(bytes) }
         let frame = ConsoleMessage.outputFrame(bytes)
-        history.append(frame, lines: bytes.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) })
+        history.output(bytes, lines: bytes.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) })
         for v in viewers.values where v.hello != nil && !v.closing { enqueue(frame, to: v) }
     }
 
@@ -177,7 +177,7 @@ final class ConsoleHub: LoopPart {
             return
         }
         log?.labrun(text)
-        history.append(frame, lines: 1)
+        history.notice(frame: frame)
         for v in viewers.values where v.hello != nil && !v.closing { enqueue(frame, to: v) }
     }
 
@@ -281,29 +281,51 @@ final class ConsoleHub: LoopPart {
     }
 }
 
-/// The recent screen, as the frames viewers got: at most `maxLines` lines of output (and
-/// notices), bounded in bytes, replayed to a viewer that attaches.
+/// The recent screen, replayed to a viewer that attaches: at most `maxLines` lines of output
+/// (and notices), bounded in bytes. Guest output is kept in chunks that grow until 16 KiB, so a
+/// keystroke's echo adds bytes, not an entry (trimming stays cheap however the output comes).
 struct ConsoleHistory {
-    private(set) var frames: [[UInt8]] = []
-    private var lines: [Int] = []
+    private enum Kind { case output, notice }
+    private var chunks: [(kind: Kind, bytes: [UInt8], lines: Int)] = []
     private var totalLines = 0
     private var totalBytes = 0
     let maxLines: Int
     let maxBytes: Int
+    static let chunkBytes = 16 << 10
 
     init(maxLines: Int = 100, maxBytes: Int = 256 << 10) {
         self.maxLines = maxLines
         self.maxBytes = maxBytes
     }
 
-    mutating func append(_ frame: [UInt8], lines n: Int) {
-        frames.append(frame)
-        lines.append(n)
-        totalLines += n
-        totalBytes += frame.count
-        while frames.count > 1 && (totalLines - lines[0] >= maxLines || totalBytes > maxBytes) {
-            totalLines -= lines.removeFirst()
-            totalBytes -= frames.removeFirst().count
+    /// The frames to replay.
+    var frames: [[UInt8]] {
+        chunks.map { $0.kind == .output ? ConsoleMessage.outputFrame($0.bytes) : $0.bytes }
+    }
+
+    mutating func output(_ bytes: [UInt8], lines n: Int) {
+        if let last = chunks.last, last.kind == .output, last.bytes.count < Self.chunkBytes {
+            chunks[chunks.count - 1].bytes += bytes
+            chunks[chunks.count - 1].lines += n
+        } else {
+            chunks.append((.output, bytes, n))
+        }
+        added(bytes.count, n)
+    }
+
+    /// A notice, as its whole frame.
+    mutating func notice(frame: [UInt8]) {
+        chunks.append((.notice, frame, 1))
+        added(frame.count, 1)
+    }
+
+    private mutating func added(_ bytes: Int, _ lines: Int) {
+        totalLines += lines
+        totalBytes += bytes
+        while chunks.count > 1 && (totalLines - chunks[0].lines >= maxLines || totalBytes > maxBytes) {
+            let first = chunks.removeFirst()
+            totalLines -= first.lines
+            totalBytes -= first.bytes.count
         }
     }
 }
