@@ -38,6 +38,12 @@ final class ConsoleDesk {
         apply(mux.keys(bytes, qemuReady: qemuReady(), defaultName: SnapshotName.defaultName(date: Date())))
     }
 
+    /// Guest output waiting for this terminal (on the screen's queue and held by a prompt).
+    var backlog: Int { screen.queue.count + mux.held.count }
+
+    /// Drops the backlog (the terminal stopped reading); how many bytes.
+    func dropBacklog() -> Int { screen.dropQueued() + mux.dropHeld() }
+
     /// At exit: held output is shown, not lost.
     func releaseHeld() { if mux.isHolding { apply(mux.backToConsole(notice: nil)) } }
 

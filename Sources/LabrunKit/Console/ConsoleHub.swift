@@ -22,6 +22,11 @@ final class ConsoleHub: LoopPart {
         var size: WindowSize?
         var closing = false
         var refused = false
+        /// Descriptors that came with the hello (the terminal's input and output).
+        var passed: [FileDescriptor] = []
+        /// The terminal this process relays itself (its descriptors were passed).
+        var direct: DirectTerminal?
+        var readOnlyNoted = false
         init(id: ViewerID, fd: FileDescriptor) {
             self.id = id
             self.fd = fd
@@ -43,6 +48,8 @@ final class ConsoleHub: LoopPart {
 
     var welcome: () -> ConsoleWelcome = { ConsoleWelcome(lab: "", supervisorPid: 0, monitorSocket: "", others: 0) }
     var onKeys: (ViewerID, [UInt8]) -> Void = { _, _ in }
+    /// Whether the guest's side takes more keys now (direct terminals' keyboards wait otherwise).
+    var canTakeKeys: () -> Bool = { true }
     var onCommand: (ViewerID, ConsoleCommand) -> Void = { _, _ in }
     /// The window size the guest's console should have now, and the TERM of the terminal that
     /// counts (the one that typed last).
@@ -67,13 +74,20 @@ final class ConsoleHub: LoopPart {
     }
 
     var interests: [PollInterest] {
-        [PollInterest(listener)] + viewers.values.map { PollInterest($0.fd, read: !$0.closing, write: $0.backlog > 0) }
+        [PollInterest(listener)] + viewers.values.flatMap { v in
+            [PollInterest(v.fd, read: !v.closing, write: v.backlog > 0)] + (v.direct?.interests ?? [])
+        }
     }
 
     func addInterests(to set: inout PollSet) {
         set.add(listener)
-        for v in viewers.values { set.add(v.fd, read: !v.closing, write: v.backlog > 0) }
+        for v in viewers.values {
+            set.add(v.fd, read: !v.closing, write: v.backlog > 0)
+            v.direct?.addInterests(to: &set)
+        }
     }
+
+    var deadline: Double? { viewers.values.compactMap { $0.direct?.deadline }.min() }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
         if ready[listener] != nil {
@@ -83,6 +97,9 @@ final class ConsoleHub: LoopPart {
             guard let id = byDescriptor[fd], let v = viewers[id] else { continue }
             if r.writable { flush(v) }
             if viewers[id] != nil, r.readable || r.hangup || r.invalid { read(v) }
+        }
+        for v in viewers.values where v.direct != nil {
+            v.direct?.handle(ready, now: now)
         }
     }
 
@@ -97,8 +114,14 @@ final class ConsoleHub: LoopPart {
 
     private func read(_ v: Viewer) {
         while viewers[v.id] != nil {
-            switch v.fd.read(upTo: 65536) {
-            case .success(let bytes) where !bytes.isEmpty:
+            // recvmsg, not read: a terminal's descriptors may come with its hello.
+            switch UnixSocket.receive(v.fd, upTo: 65536) {
+            case .success(let (bytes, descriptors)) where !bytes.isEmpty:
+                if v.hello == nil && v.passed.isEmpty && descriptors.count == 2 {
+                    v.passed = descriptors
+                } else {
+                    descriptors.forEach { $0.close() }
+                }
                 do {
                     for m in try v.decoder.append(bytes) { received(m, from: v) }
                 } catch {
@@ -121,33 +144,99 @@ final class ConsoleHub: LoopPart {
             if let r = h.rows, let c = h.columns { v.size = WindowSize(rows: UInt16(clamping: r), columns: UInt16(clamping: c)) }
             var w = welcome()
             w.others = viewers.values.filter { $0.hello != nil && $0.id != v.id }.count
+            if h.direct == true, v.passed.count == 2, v.passed[0].isTerminal {
+                v.direct = relayDirectly(v, monitorPath: w.monitorSocket)
+                w.direct = true
+            } else {
+                v.passed.forEach { $0.close() }
+            }
+            v.passed = []
             send(.welcome(w), to: v)
-            for frame in history.frames { enqueue(frame, to: v) }
+            if let d = v.direct {
+                if w.others > 0 { d.screen.notice("attached; \(w.others) other terminal\(w.others == 1 ? " is" : "s are") attached too") }
+                for item in history.items {
+                    switch item {
+                    case .output(let bytes): d.desk.guest(bytes)
+                    case .notice(let text): d.screen.notice(text)
+                    }
+                }
+            } else {
+                for frame in history.frames { enqueue(frame, to: v) }
+            }
             if let (when, why) = lastLeft, !why.isEmpty, w.others == 0 {
                 let t = CalendarTime.local(Int64(when))
-                send(.notice("the last terminal attached here was detached at \(t.time(separator: ":")) because it \(why); the VM ran on"), to: v)
+                notice("the last terminal attached here was detached at \(t.time(separator: ":")) because it \(why); the VM ran on", to: v.id)
             }
             if sizeOwner == nil || viewers[sizeOwner!] == nil { sizeOwner = v.id; applySize() }
             return
         }
         switch m {
         case .keys(let keys):
-            guard !v.readOnly else { return }
-            if sizeOwner != v.id { sizeOwner = v.id; applySize() }
-            onKeys(v.id, keys)
+            keysFrom(v, keys)
         case .resize(let rows, let columns):
             v.size = WindowSize(rows: UInt16(clamping: rows), columns: UInt16(clamping: columns))
             if sizeOwner == v.id { applySize() }
         case .command(let c):
-            guard !v.readOnly || c == .status else { return notice("read-only: this terminal only watches", to: v.id) }
-            onCommand(v.id, c)
+            commandFrom(v, c)
         case .detach(let why):
-            v.detached = true
-            lastLeft = (wallClockSeconds(), why)
-            drop(v)
+            detached(v, why: why, tell: false)
         default:
             drop(v)
         }
+    }
+
+    private func keysFrom(_ v: Viewer, _ keys: [UInt8]) {
+        guard !v.readOnly else { return }
+        if sizeOwner != v.id { sizeOwner = v.id; applySize() }
+        onKeys(v.id, keys)
+    }
+
+    private func commandFrom(_ v: Viewer, _ c: ConsoleCommand) {
+        guard !v.readOnly || c == .status else { return notice("read-only: this terminal only watches", to: v.id) }
+        onCommand(v.id, c)
+    }
+
+    /// A terminal leaves (Ctrl-a d, its hang-up). A direct terminal is told once its screen is
+    /// written, so its client puts the terminal back only after the last byte.
+    private func detached(_ v: Viewer, why: String, tell: Bool) {
+        guard viewers[v.id] != nil, !v.detached else { return }
+        v.detached = true
+        lastLeft = (wallClockSeconds(), why)
+        if tell, let d = v.direct {
+            d.finish(seconds: 1)
+            send(.detach(why), to: v)
+            v.closing = true
+            flush(v)
+        } else {
+            drop(v)
+        }
+    }
+
+    /// The desk of a terminal whose descriptors were passed: its keys and Ctrl-a commands come
+    /// here as the framed ones do.
+    private func relayDirectly(_ v: Viewer, monitorPath: String) -> DirectTerminal {
+        let d = DirectTerminal(input: v.passed[0], output: v.passed[1], monitorPath: monitorPath)
+        let id = v.id
+        d.keyboard.accepting = { [unowned self] in canTakeKeys() }
+        d.keyboard.onClosed = { [unowned self] in if let v = viewers[id] { detached(v, why: "hung up", tell: true) } }
+        d.desk.toGuest = { [unowned self] keys in
+            guard let v = viewers[id], !v.closing else { return }
+            guard !v.readOnly else {
+                if !v.readOnlyNoted { v.direct?.screen.notice("read-only: keys are not sent to the guest (Ctrl-a d detaches)", now: true) }
+                v.readOnlyNoted = true
+                return
+            }
+            keysFrom(v, keys)
+        }
+        func command(_ c: ConsoleCommand) { if let v = viewers[id] { commandFrom(v, c) } }
+        d.desk.onQuit = { command(.quit) }
+        d.desk.onSuspend = { command(.suspend) }
+        d.desk.onReset = { command(.reset) }
+        d.desk.onSnapshot = { command(.snapshot(name: $0)) }
+        d.desk.onSysRq = { command(.sysrq(key: $0)) }
+        d.desk.onStatus = { command(.status) }
+        d.desk.onDetach = { [unowned self] in if let v = viewers[id] { detached(v, why: "", tell: true) } }
+        return d
     }
 
     private func applySize() {
@@ -164,25 +253,43 @@ final class ConsoleHub: LoopPart {
     func output(_ bytes: [UInt8], logged: Bool = true) {
         guard !bytes.isEmpty else { return }
         if logged { log?.guest(bytes) }
-        let frame = ConsoleMessage.outputFrame(bytes)
         history.output(bytes, lines: bytes.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) })
-        for v in viewers.values where v.hello != nil && !v.closing { enqueue(frame, to: v) }
+        var frame: [UInt8]?
+        for v in viewers.values where v.hello != nil && !v.closing {
+            if let d = v.direct {
+                if d.desk.backlog > Self.queueLimit {
+                    let skipped = d.desk.dropBacklog()
+                    d.screen.notice("this terminal fell behind: \(formatBytes(UInt64(skipped))) of console output skipped (`labrun log` has it)", now: true)
+                }
+                d.desk.guest(bytes)
+            } else {
+                if frame == nil { frame = ConsoleMessage.outputFrame(bytes) }
+                enqueue(frame!, to: v)
+            }
+        }
     }
 
     /// A labrun line for every viewer (and the log), or for one viewer only (an answer to it).
     func notice(_ text: String, to id: ViewerID? = nil, urgent: Bool = false) {
         let frame = (urgent ? ConsoleMessage.urgentNotice(text) : .notice(text)).frame
         if let id {
-            if let v = viewers[id] { enqueue(frame, to: v) }
+            if let v = viewers[id] { show(text, urgent: urgent, frame: frame, to: v) }
             return
         }
         log?.labrun(text)
-        history.notice(frame: frame)
-        for v in viewers.values where v.hello != nil && !v.closing { enqueue(frame, to: v) }
+        history.notice(text)
+        for v in viewers.values where v.hello != nil && !v.closing { show(text, urgent: urgent, frame: frame, to: v) }
+    }
+
+    private func show(_ text: String, urgent: Bool, frame: [UInt8], to v: Viewer) {
+        if let d = v.direct { d.screen.notice(text, now: urgent) } else { enqueue(frame, to: v) }
     }
 
     /// The last word to every viewer; written before the supervisor exits (up to `seconds`).
     func farewell(_ f: ConsoleFarewell, seconds: Double = 2) {
+        // Direct terminals get their screens written first: the client restores the terminal
+        // and prints the farewell after the last byte.
+        for v in viewers.values where v.hello != nil { v.direct?.finish(seconds: seconds / 2) }
         for v in viewers.values where v.hello != nil { farewell(v, f) }
         let deadline = monotonicSeconds() + seconds
         while viewers.values.contains(where: { $0.backlog > 0 }) && monotonicSeconds() < deadline {
@@ -245,6 +352,10 @@ final class ConsoleHub: LoopPart {
         guard viewers.removeValue(forKey: v.id) != nil else { return }
         byDescriptor.removeValue(forKey: v.fd)
         v.fd.close()
+        v.direct?.close()
+        v.direct = nil
+        v.passed.forEach { $0.close() }
+        v.passed = []
         if sizeOwner == v.id {
             sizeOwner = viewers.values.filter { $0.hello != nil }.max { $0.id.rawValue < $1.id.rawValue }?.id
             applySize()
@@ -298,9 +409,16 @@ struct ConsoleHistory {
         self.maxBytes = maxBytes
     }
 
+    enum Item: Equatable { case output([UInt8]), notice(String) }
+
+    /// What to replay, in order.
+    var items: [Item] {
+        chunks.map { $0.kind == .output ? .output($0.bytes) : .notice(String(decoding: $0.bytes, as: UTF8.self)) }
+    }
+
     /// The frames to replay.
     var frames: [[UInt8]] {
-        chunks.map { $0.kind == .output ? ConsoleMessage.outputFrame($0.bytes) : $0.bytes }
+        chunks.map { $0.kind == .output ? ConsoleMessage.outputFrame($0.bytes) : ConsoleMessage.notice(String(decoding: $0.bytes, as: UTF8.self)).frame }
     }
 
     mutating func output(_ bytes: [UInt8], lines n: Int) {
@@ -313,10 +431,11 @@ struct ConsoleHistory {
         added(bytes.count, n)
     }
 
-    /// A notice, as its whole frame.
-    mutating func notice(frame: [UInt8]) {
-        chunks.append((.notice, frame, 1))
-        added(frame.count, 1)
+    /// A labrun notice.
+    mutating func notice(_ text: String) {
+        let bytes = Array(text.utf8)
+        chunks.append((.notice, bytes, 1))
+        added(bytes.count, 1)
     }
 
     private mutating func added(_ bytes: Int, _ lines: Int) {

@@ -46,6 +46,12 @@ public struct ConsoleMux: Sendable {
     /// Guest output held while the user is in a prompt or the monitor.
     public private(set) var held: [UInt8] = []
 
+    /// Drops the held output (a terminal that fell too far behind skips ahead); its size.
+    public mutating func dropHeld() -> Int {
+        defer { held.removeAll() }
+        return held.count
+    }
+
     public init() {}
 
     public var isHolding: Bool { mode != .console && mode != .sysrq && mode != .confirmReset }

@@ -22,6 +22,9 @@ public struct ConsoleHello: Codable, Equatable, Sendable {
     public var columns: Int?
     /// The terminal's TERM.
     public var term: String?
+    /// The terminal's own descriptors (input, output) came with this hello (SCM_RIGHTS): the
+    /// supervisor relays that terminal itself, without the hop through this process.
+    public var direct: Bool?
 
     public init() {}
 }
@@ -34,6 +37,9 @@ public struct ConsoleWelcome: Codable, Equatable, Sendable {
     public var monitorSocket: String
     /// Other terminals attached at this moment.
     public var others: Int
+    /// The supervisor took the terminal's descriptors and relays it itself: the client then only
+    /// keeps the terminal's mode, its size and its signals.
+    public var direct: Bool?
 }
 
 /// The supervisor's last word to a terminal: why the console ends.
@@ -66,6 +72,7 @@ public enum ConsoleMessage: Equatable, Sendable {
     case resize(rows: Int, columns: Int)
     case command(ConsoleCommand)
     /// This terminal leaves; why ("hang-up" when its terminal went away, empty for Ctrl-a d).
+    /// From the supervisor to a direct terminal: it has left (its Ctrl-a d, or its hang-up).
     case detach(String)
 
     var type: UInt8 {

@@ -34,6 +34,14 @@ public final class ConsoleViewer {
     public private(set) var welcome: ConsoleWelcome?
     private var socketOpen = true
     private var readOnlyNoted = false
+    /// The supervisor relays this terminal itself (its descriptors went with the hello): this
+    /// process then reads no keys and writes nothing until the console ends for it.
+    private var direct: Bool { welcome?.direct == true }
+    /// Whether to offer the terminal's descriptors: both ends are terminals (LABRUN_CONSOLE_DIRECT=0
+    /// keeps the relay through this process).
+    private var offerDirect: Bool {
+        input.isTerminal && screen.fd.isTerminal && environmentValue("LABRUN_CONSOLE_DIRECT") != "0"
+    }
 
     /// Connects to the console socket at `path` and says hello; nil when nobody answers there.
     public init(path: String, hello: ConsoleHello, input: FileDescriptor = .standardInput, output: FileDescriptor = .standardOutput) throws(LabrunError) {
@@ -67,8 +75,15 @@ public final class ConsoleViewer {
     /// Runs until the console ends for this terminal; the terminal is restored on return.
     public func run() -> Outcome {
         ignoreBrokenPipeSignal()
-        send(.hello(hello))
         terminal = UserTerminal(input: input, output: screen.fd)
+        if offerDirect {
+            var h = hello
+            h.direct = true
+            // A fresh non-blocking socket takes a frame this small at once.
+            if case .failure = UnixSocket.send(socket, ConsoleMessage.hello(h).frame, passing: [input, screen.fd]) { socketOpen = false }
+        } else {
+            send(.hello(hello))
+        }
         if let w = terminal.warning { screen.notice("warning: " + w) }
         signals = try? SignalEvents([.interrupt, .terminate, .hangup, .windowChanged, .quit])
         keyboard = Keyboard(fd: input)
@@ -155,9 +170,13 @@ public final class ConsoleViewer {
         case .welcome(let w):
             welcome = w
             desk.monitorPath = w.monitorSocket
-            if w.others > 0 { screen.notice("attached; \(w.others) other terminal\(w.others == 1 ? " is" : "s are") attached too") }
+            if w.others > 0 && w.direct != true { screen.notice("attached; \(w.others) other terminal\(w.others == 1 ? " is" : "s are") attached too") }
         case .farewell(let f):
             if let s = pendingSignal { outcome = .signal(s) } else { outcome = .ended(f) }
+            socketOpen = false
+        case .detach:
+            // A direct terminal's Ctrl-a d or hang-up, handled by the supervisor.
+            if outcome == nil { outcome = .detached }
             socketOpen = false
         default: break
         }
@@ -182,7 +201,8 @@ public final class ConsoleViewer {
             set.removeAll()
             if socketOpen { set.add(socket, read: !screen.isFull, write: !outbox.isEmpty) }
             if let signals { signals.addInterests(to: &set) }
-            keyboard.addInterests(to: &set)
+            // Keys are read here only once the supervisor said it does not read them itself.
+            if welcome != nil && !direct { keyboard.addInterests(to: &set) }
             screen.addInterests(to: &set)
             if let m = desk.monitor { m.addInterests(to: &set) }
             let deadline = [screen.deadline, waitingForFarewellUntil].compactMap { $0 }.min()
@@ -191,7 +211,7 @@ public final class ConsoleViewer {
             let now = monotonicSeconds()
             if let r = ready[socket] { handleSocket(r) }
             signals?.handle(ready, now: now)
-            keyboard.handle(ready, now: now)
+            if welcome != nil && !direct { keyboard.handle(ready, now: now) }
             screen.handle(ready, now: now)
             desk.monitor?.handle(ready, now: now)
         }

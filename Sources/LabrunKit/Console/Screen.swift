@@ -81,6 +81,12 @@ public final class Screen {
         atLineStart = false
     }
 
+    /// Drops what waits to be written (a terminal that stopped reading skips ahead); its size.
+    public func dropQueued() -> Int {
+        defer { queue.removeAll() }
+        return queue.count
+    }
+
     public func flush() {
         guard !queue.isEmpty, !isGone else { return }
         switch fd.write(queue) {

@@ -110,6 +110,7 @@ public final class Supervisor {
             relay.send(keys)
             checkpointer?.keysForwarded(keys)
         }
+        hub.canTakeKeys = { [unowned self] in relay.wantsKeys }
         hub.onCommand = { [unowned self] id, c in consoleCommand(c, from: id) }
         hub.onSize = { [unowned self] size in resizeConsole(size) }
         hub.onTerm = { [unowned self] term in

@@ -114,3 +114,92 @@ public struct LineBuffer {
         return lines
     }
 }
+
+/// Passing descriptors over a Unix socket (SCM_RIGHTS): a console terminal hands its own
+/// terminal to the supervisor, which then relays it without a hop through the client (issue 12).
+/// The control-message layout is written out here because Swift cannot use the CMSG_* macros:
+/// a `cmsghdr` (length, level, type), then the descriptors, each part aligned to `size_t`.
+extension UnixSocket {
+    static let maxPassedDescriptors = 4
+    private static func align(_ n: Int) -> Int { (n + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1) }
+    private static var headerSize: Int { align(MemoryLayout<cmsghdr>.size) }
+    private static func controlSpace(_ count: Int) -> Int { headerSize + align(count * MemoryLayout<Int32>.size) }
+
+    /// Sends `bytes` (at least one) with `descriptors` attached, in one sendmsg; blocking on a
+    /// blocking socket. Returns the bytes written.
+    public static func send(_ socket: FileDescriptor, _ bytes: [UInt8], passing descriptors: [FileDescriptor]) -> Result<Int, Errno> {
+        precondition(!bytes.isEmpty && descriptors.count <= maxPassedDescriptors)
+        var control = [UInt8](repeating: 0, count: controlSpace(descriptors.count))
+        var data = bytes
+        return data.withUnsafeMutableBytes { dataRaw in
+            control.withUnsafeMutableBytes { controlRaw in
+                var header = cmsghdr()
+                header.cmsg_len = headerSize + descriptors.count * MemoryLayout<Int32>.size
+                header.cmsg_level = SOL_SOCKET
+                header.cmsg_type = Int32(SCM_RIGHTS)
+                withUnsafeBytes(of: &header) { controlRaw.copyMemory(from: $0) }
+                for (i, fd) in descriptors.enumerated() {
+                    withUnsafeBytes(of: fd.rawValue) { v in
+                        UnsafeMutableRawBufferPointer(rebasing: controlRaw[(headerSize + i * 4)...]).copyMemory(from: v)
+                    }
+                }
+                var iov = iovec(iov_base: dataRaw.baseAddress, iov_len: dataRaw.count)
+                return withUnsafeMutablePointer(to: &iov) { iovp in
+                    var m = msghdr()
+                    m.msg_iov = iovp
+                    m.msg_iovlen = 1
+                    m.msg_control = controlRaw.baseAddress
+                    m.msg_controllen = descriptors.isEmpty ? 0 : controlRaw.count
+                    return valueOrErrno { sendmsg(socket.rawValue, &m, Int32(MSG_NOSIGNAL)) }.map { Int($0) }
+                }
+            }
+        }
+    }
+
+    /// Reads up to `count` bytes and any descriptors that came with them (close-on-exec).
+    /// EAGAIN is `.wouldBlock`; an empty result is the end of the stream.
+    public static func receive(_ socket: FileDescriptor, upTo count: Int = 65536) -> Result<(bytes: [UInt8], descriptors: [FileDescriptor]), Errno> {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var control = [UInt8](repeating: 0, count: controlSpace(maxPassedDescriptors))
+        var passed: [FileDescriptor] = []
+        let r: Result<Int, Errno> = buffer.withUnsafeMutableBytes { dataRaw in
+            control.withUnsafeMutableBytes { controlRaw in
+                var iov = iovec(iov_base: dataRaw.baseAddress, iov_len: dataRaw.count)
+                return withUnsafeMutablePointer(to: &iov) { iovp in
+                    var m = msghdr()
+                    m.msg_iov = iovp
+                    m.msg_iovlen = 1
+                    m.msg_control = controlRaw.baseAddress
+                    m.msg_controllen = controlRaw.count
+                    let n = valueOrErrno { recvmsg(socket.rawValue, &m, Int32(MSG_CMSG_CLOEXEC)) }
+                    // Walk the control messages (normally one) for the descriptors.
+                    var offset = 0
+                    let total = min(Int(m.msg_controllen), controlRaw.count)
+                    while case .success = n, offset + headerSize <= total {
+                        var h = cmsghdr()
+                        withUnsafeMutableBytes(of: &h) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: controlRaw[offset..<(offset + MemoryLayout<cmsghdr>.size)])) }
+                        let length = Int(h.cmsg_len)
+                        guard length >= headerSize, offset + length <= total else { break }
+                        if h.cmsg_level == SOL_SOCKET && h.cmsg_type == Int32(SCM_RIGHTS) {
+                            for i in 0..<((length - headerSize) / 4) {
+                                var raw: Int32 = 0
+                                withUnsafeMutableBytes(of: &raw) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: controlRaw[(offset + headerSize + i * 4)..<(offset + headerSize + i * 4 + 4)])) }
+                                passed.append(FileDescriptor(rawValue: raw))
+                            }
+                        }
+                        offset += align(length)
+                    }
+                    return n.map { Int($0) }
+                }
+            }
+        }
+        switch r {
+        case .success(let n):
+            buffer.removeSubrange(n...)
+            return .success((buffer, passed))
+        case .failure(let e):
+            passed.forEach { $0.close() }
+            return .failure(e)
+        }
+    }
+}
