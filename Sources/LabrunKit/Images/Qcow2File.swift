@@ -107,8 +107,14 @@ struct Qcow2File {
         /// each byte up (as QEMU's get_refcount_ro0…2 read them), wider ones big-endian.
         static func entry(_ block: [UInt8], _ i: Int, order: Int) -> UInt64 {
             if order >= 3 {
-                let width = 1 << (order - 3)
-                return block.be(i * width, width)
+                return block.withUnsafeBytes { raw in
+                    switch order {
+                    case 3: UInt64(raw[i])
+                    case 4: UInt64(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).bigEndian)
+                    case 5: UInt64(raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).bigEndian)
+                    default: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).bigEndian
+                    }
+                }
             }
             let bits = 1 << order
             let bit = i * bits

@@ -110,10 +110,11 @@ public enum Qcow2Space {
                   UInt64(file.clusterSize) <= budget else { return nil }
             budget -= UInt64(file.clusterSize)
             guard let l2 = file.bytes(l2Offset, file.clusterSize), add(l2Offset >> cb) else { return nil }
-            var j = 0
-            while j < l2.count {
-                let e = l2.be(j, 8)
-                j += l2Stride
+            // One unaligned 8-byte load per entry: this loop runs once per mapped cluster.
+            let words = l2.withUnsafeBytes { raw in
+                stride(from: 0, to: raw.count, by: l2Stride).map { raw.loadUnaligned(fromByteOffset: $0, as: UInt64.self).bigEndian }
+            }
+            for e in words {
                 if e & Qcow2File.compressedBit != 0 {
                     let start = (e & compressedOffsetMask) & ~511
                     let sectors = ((e >> sizeShift) & sizeMask) + 1
