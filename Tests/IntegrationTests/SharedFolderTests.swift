@@ -38,7 +38,7 @@ struct SharedFolderTests {
         #expect(refused.stderr.contains("in use by sh (pid"))
         try s.send([0x01, UInt8(ascii: "s")])
         try s.expect("Enter accepts")
-        try s.send("inmnt\r")
+        try s.send("inmnt\r\r")
         try s.expect("snapshot 'inmnt' not created")
         #expect(try lab.cli(["snapshot", "list", "--json"]).stdout.trimmed == "[]")
         // Out of /mnt: both succeed, and the share is mounted before and after.
@@ -48,7 +48,7 @@ struct SharedFolderTests {
         #expect(made.stdout.contains("/mnt was unmounted in the guest around it"))
         try s.send([0x01, UInt8(ascii: "s")])
         try s.expect("Enter accepts")
-        try s.send("y\r")
+        try s.send("y\r\r")
         try s.expect("snapshot 'y' created")
         let mounted = try s.shell("grep -c ' /mnt 9p ' /proc/mounts")
         #expect(lines(mounted).contains("1"), "\(mounted.debugDescription)")

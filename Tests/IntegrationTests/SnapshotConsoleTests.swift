@@ -22,6 +22,8 @@ extension SnapshotSuites {
             #expect(defaultName.count == "snap-20260101-120000".count && defaultName.hasPrefix("snap-"), "\(defaultName)")
             try SnapshotName.validate(defaultName)
             try session.send("\r")
+            try session.expect("description (optional")
+            try session.send("\r")
             let created = try session.expect(" s\r\n")
             #expect(created.contains("[labrun] snapshot '\(defaultName)' created ("))
             #expect(created.contains("of VM state) in "))
@@ -29,6 +31,8 @@ extension SnapshotSuites {
             try session.ctrlA("s")
             try session.expect(Self.promptText)
             try session.send("typed-name\r")
+            try session.expect("description (optional")
+            try session.send("works: hello loaded\r")
             #expect(try session.expect(" s\r\n").contains("[labrun] snapshot 'typed-name' created ("))
 
             try session.ctrlA("s")

@@ -20,16 +20,27 @@ import Testing
         #expect(started == [.prompt("snapshot name [snap-default] (Enter accepts, Esc cancels): ")])
         #expect(mux.guest(Array("boot noise".utf8)).isEmpty)
         #expect(mux.held == Array("boot noise".utf8))
+        #expect(keys(&mux, [0x0D]) == [.echo([0x0D, 0x0A]), .prompt(ConsoleMux.describePrompt)])
+        #expect(mux.held == Array("boot noise".utf8), "output stays held through the second question")
         let done = keys(&mux, [0x0D])
-        #expect(done == [.echo([0x0D, 0x0A]), .show(Array("boot noise".utf8)), .createSnapshot(name: "snap-default")])
+        #expect(done == [.echo([0x0D, 0x0A]), .show(Array("boot noise".utf8)), .createSnapshot(name: "snap-default", description: nil)])
         #expect(mux.mode == .console && mux.held.isEmpty)
     }
 
     @Test func typedNameAndKeysAfterTheLineGoToTheGuest() {
         var mux = ConsoleMux()
         _ = keys(&mux, [0x01, UInt8(ascii: "s")])
-        let out = keys(&mux, Array("v2\rls".utf8))
-        #expect(out == [.echo([0x0D, 0x0A]), .createSnapshot(name: "v2"), .toGuest(Array("ls".utf8))], "\(out)")
+        let out = keys(&mux, Array("v2\rfirst try\rls".utf8))
+        #expect(out == [.echo([0x0D, 0x0A]), .prompt(ConsoleMux.describePrompt)] + Array("first try".utf8).map { .echo([$0]) }
+                + [.echo([0x0D, 0x0A]), .createSnapshot(name: "v2", description: "first try"), .toGuest(Array("ls".utf8))], "\(out)")
+    }
+
+    @Test func escAtTheDescriptionCancelsTheSnapshot() {
+        var mux = ConsoleMux()
+        _ = keys(&mux, [0x01, UInt8(ascii: "s")])
+        _ = keys(&mux, Array("v3\r".utf8))
+        #expect(keys(&mux, [0x1B]) == [.echo([0x0D, 0x0A]), .notice("snapshot cancelled")])
+        #expect(mux.mode == .console)
     }
 
     @Test func escCancelsAndShowsHeldOutputAfterTheNotice() {

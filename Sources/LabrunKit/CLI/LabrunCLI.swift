@@ -86,7 +86,7 @@ public enum LabrunCLI {
     }
 
     static func printError(_ message: String) {
-        try? FileDescriptor.standardError.writeAll("labrun: \(message)\n")
+        try? FileDescriptor.standardError.writeAll(Colour.for(.standardError).error("labrun:") + " \(message)\n")
     }
 
     static func say(_ line: String) {

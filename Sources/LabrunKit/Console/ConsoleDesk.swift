@@ -17,7 +17,7 @@ final class ConsoleDesk {
     var onReset: () -> Void = {}
     var onStatus: () -> Void = {}
     var onDetach: () -> Void = {}
-    var onSnapshot: (String) -> Void = { _ in }
+    var onSnapshot: (String, String?) -> Void = { _, _ in }
     var onSysRq: (String) -> Void = { _ in }
     /// SysRq can be sent (QEMU is past its QMP handshake).
     var qemuReady: () -> Bool = { false }
@@ -71,7 +71,7 @@ final class ConsoleDesk {
             case .reset: onReset()
             case .status: onStatus()
             case .detach: onDetach()
-            case .createSnapshot(let name): onSnapshot(name)
+            case .createSnapshot(let name, let description): onSnapshot(name, description)
             case .openMonitor: openMonitor()
             case .closeMonitor:
                 monitor?.close()

@@ -232,7 +232,7 @@ final class ConsoleHub: LoopPart {
         d.desk.onQuit = { command(.quit) }
         d.desk.onSuspend = { command(.suspend) }
         d.desk.onReset = { command(.reset) }
-        d.desk.onSnapshot = { command(.snapshot(name: $0)) }
+        d.desk.onSnapshot = { command(.snapshot(name: $0, description: $1)) }
         d.desk.onSysRq = { command(.sysrq(key: $0)) }
         d.desk.onStatus = { command(.status) }
         d.desk.onDetach = { [unowned self] in if let v = viewers[id] { detached(v, why: "", tell: true) } }

@@ -19,7 +19,8 @@ public enum ConsoleIntent: Equatable, Sendable {
     /// Leave this terminal; the VM runs on.
     case detach
     case status
-    case createSnapshot(name: String)
+    /// Take a snapshot; `description` is what the user typed at the second question (nil: none).
+    case createSnapshot(name: String, description: String?)
     /// Connect to the monitor; the supervisor answers with `monitorOpened()` or a notice.
     case openMonitor
     case closeMonitor
@@ -35,6 +36,8 @@ public struct ConsoleMux: Sendable {
     public enum Mode: Equatable, Sendable {
         case console
         case prompt(LineEditor, defaultName: String)
+        /// After the name: the snapshot's description (optional: Enter skips).
+        case describe(LineEditor, name: String)
         case monitor
         case sysrq
         /// A y/N question (Ctrl-a r): the next key answers it.
@@ -53,6 +56,8 @@ public struct ConsoleMux: Sendable {
     }
 
     public init() {}
+
+    static let describePrompt = "description (optional; Enter skips, Esc cancels): "
 
     public var isHolding: Bool { mode != .console && mode != .sysrq && mode != .confirmReset }
 
@@ -85,8 +90,33 @@ public struct ConsoleMux: Sendable {
                     out += backToConsole(notice: "snapshot cancelled")
                 case .accepted(let text):
                     out.append(.echo([0x0D, 0x0A]))
+                    let name = text.isEmpty ? def : text
+                    // A name that can never be taken is refused before the second question.
+                    do {
+                        try SnapshotName.validateNew(name)
+                    } catch {
+                        out += backToConsole(notice: "failed: " + error.message)
+                        continue
+                    }
+                    mode = .describe(LineEditor(), name: name)
+                    out.append(.prompt(Self.describePrompt))
+                }
+            case .describe(var editor, let name):
+                let end = rest.firstIndex { $0 == 0x0D || $0 == 0x0A || $0 == 0x03 }.map { rest.index(after: $0) } ?? rest.endIndex
+                let chunk = rest[..<end]
+                rest = rest[end...]
+                switch editor.feed(chunk) {
+                case .editing(let echo):
+                    mode = .describe(editor, name: name)
+                    if !echo.isEmpty { out.append(.echo(echo)) }
+                case .cancelled:
+                    out.append(.echo([0x0D, 0x0A]))
+                    out += backToConsole(notice: "snapshot cancelled")
+                case .accepted(let text):
+                    out.append(.echo([0x0D, 0x0A]))
                     out += backToConsole(notice: nil)
-                    out.append(.createSnapshot(name: text.isEmpty ? def : text))
+                    let trimmed = text.trimmed
+                    out.append(.createSnapshot(name: name, description: trimmed.isEmpty ? nil : trimmed))
                 }
             case .confirmReset:
                 let b = rest.removeFirst()

@@ -53,7 +53,7 @@ public enum ConsoleCommand: Codable, Equatable, Sendable {
     case quit
     case suspend
     case reset
-    case snapshot(name: String)
+    case snapshot(name: String, description: String? = nil)
     case sysrq(key: String)
     case status
 }

@@ -106,7 +106,7 @@ public final class ConsoleViewer {
         desk.onQuit = { [unowned self] in send(.command(.quit)) }
         desk.onSuspend = { [unowned self] in send(.command(.suspend)) }
         desk.onReset = { [unowned self] in send(.command(.reset)) }
-        desk.onSnapshot = { [unowned self] in send(.command(.snapshot(name: $0))) }
+        desk.onSnapshot = { [unowned self] in send(.command(.snapshot(name: $0, description: $1))) }
         desk.onSysRq = { [unowned self] in send(.command(.sysrq(key: $0))) }
         desk.onStatus = { [unowned self] in send(.command(.status)) }
         desk.onDetach = { [unowned self] in detach() }

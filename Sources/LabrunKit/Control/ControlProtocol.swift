@@ -26,6 +26,8 @@ public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case reset
     /// A file from the guest, through its agent (`labrun gdb` reads /proc/kallsyms).
     case readFile = "read-file"
+    /// Rename a snapshot of the running VM's runtime layer (`name` → `newName`).
+    case snapshotRename = "snapshot.rename"
 }
 
 /// What a client asks of the supervisor.
@@ -44,6 +46,8 @@ public enum ControlCommand: Equatable, Sendable {
     case reset(undo: Bool)
     /// A guest file's bytes (gzip-compressed, base64 in the response's `stdout`).
     case readFile(path: String)
+    /// Rename a snapshot (QEMU cannot while it holds the image: the VM is suspended around it).
+    case renameSnapshot(old: String, new: String)
 }
 
 public struct ControlRequest: Equatable, Sendable {
@@ -65,6 +69,7 @@ public struct ControlRequest: Equatable, Sendable {
         var command: String?
         var timeout: Int?
         var undo: Bool?
+        var newName: String?
     }
 
     private var wire: Wire {
@@ -76,6 +81,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .suspend: w.op = .suspend
         case .reset(let undo): w.op = .reset; w.undo = undo
         case .readFile(let path): w.op = .readFile; w.command = path
+        case .renameSnapshot(let old, let new): w.op = .snapshotRename; w.name = old; w.newName = new
         case .exec(let line, let timeout): w.op = .exec; w.command = line; w.timeout = timeout
         case .snapshot(.list): w.op = .snapshotList
         case .snapshot(.create(let name, let force, let diskOnly)):
@@ -95,6 +101,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .suspend: command = .suspend
         case .reset: command = .reset(undo: w.undo ?? false)
         case .readFile: command = .readFile(path: w.command ?? "")
+        case .snapshotRename: command = .renameSnapshot(old: w.name ?? "", new: w.newName ?? "")
         case .exec: command = .exec(command: w.command ?? "", timeout: w.timeout ?? 0)
         case .snapshotList: command = .snapshot(.list)
         // A missing name is the empty name, which the snapshot rules refuse.

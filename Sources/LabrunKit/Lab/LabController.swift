@@ -155,6 +155,7 @@ public struct LabController {
             case .deleted(let name, _) where pendingResume == name: try setPendingResume(nil)
             default: break
             }
+            SnapshotHistory(lab: lab).note(outcome)
             return (outcome, false)
         }
     }
@@ -255,7 +256,8 @@ extension LabController {
     /// `reset`: the runtime layer (with a suspended VM's state, if any) becomes the one undo
     /// step, and a fresh layer is made on the golden image. Returns the line that says so.
     public func resetRuntimeLayer() throws(LabrunError) -> String {
-        if fileExists(lab.runtimePath) {
+        let hadLayer = fileExists(lab.runtimePath)
+        if hadLayer {
             do { try renameFile(lab.runtimePath, lab.undoPath) } catch { throw error.asLabrunError }
         }
         do {
@@ -268,6 +270,7 @@ extension LabController {
         }
         try setPendingResume(nil)
         SuspendedState.moveToUndo(in: lab)
+        if hadLayer { SnapshotHistory(lab: lab).layerReset() }
         return "reset: a fresh \(Lab.runtimeName) on the golden image" + (fileExists(lab.undoPath) ? "; the previous one is kept as \(Lab.undoName) (`labrun reset --undo`)" : "")
     }
 
@@ -283,6 +286,69 @@ extension LabController {
         try setPendingResume(nil)
         FreshRuntime.clear(lab)
         SuspendedState.swapWithUndo(in: lab)
+        SnapshotHistory(lab: lab).layersSwapped()
         return "restored the previous runtime layer; the one it replaced is now the undo step"
+    }
+}
+
+extension LabController {
+    /// `snapshot rename OLD NEW`: offline the qcow2 table is rewritten here; while the VM runs
+    /// the supervisor suspends it around the same rewrite. Returns the line that says so and
+    /// whether the VM was running.
+    public func renameSnapshot(_ old: String, to new: String) throws(LabrunError) -> (message: String, live: Bool) {
+        try SnapshotName.validateNew(new)
+        switch try route(for: "rename snapshot '\(old)'") {
+        case .live(let link):
+            let r = try link.send(.renameSnapshot(old: old, new: new))
+            return (r.message ?? "renamed snapshot '\(old)' to '\(new)'", true)
+        case .offline:
+            try requireRuntime()
+            _ = try renameOffline(old, to: new)
+            return ("renamed snapshot '\(old)' to '\(new)'", false)
+        }
+    }
+
+    /// Rewrites the runtime layer's table (nobody may hold it) and carries the lab's records
+    /// over: the story, the VM shape, a pending resume.
+    public func renameOffline(_ old: String, to new: String) throws(LabrunError) -> SnapshotInfo {
+        let table = Qcow2SnapshotTable.read(lab.runtimePath) ?? []
+        guard let s = table.first(where: { $0.name == old }) else {
+            throw LabrunError(Messages.text(of: SnapshotError.missing(name: old, existing: table.map(\.name))))
+        }
+        try Qcow2SnapshotRename.rename(lab.runtimePath, from: old, to: new)
+        SnapshotHistory(lab: lab).renamed(s, to: new)
+        SnapshotShapes(lab: lab).renamed(s, to: new)
+        if pendingResume == old { try setPendingResume(new) }
+        return s
+    }
+
+    /// `snapshot describe NAME TEXT`: the description is labrun's own record, the same live or
+    /// offline (the snapshot must exist in the runtime layer's table).
+    public func describeSnapshot(_ name: String, _ text: String) throws(LabrunError) -> String {
+        try SnapshotHistory.validateDescription(text)
+        try requireRuntime()
+        let table: [SnapshotInfo]
+        if let t = Qcow2SnapshotTable.read(lab.runtimePath) { table = t } else { table = try offlineSnapshotsReadOnly() }
+        let matches = table.filter { $0.name == name }
+        guard let s = matches.first else {
+            throw LabrunError(Messages.text(of: SnapshotError.missing(name: name, existing: table.map(\.name))))
+        }
+        guard matches.count == 1 else { throw LabrunError(Messages.text(of: SnapshotError.ambiguous(name: name, ids: matches.map(\.id), image: lab.runtimePath))) }
+        SnapshotHistory(lab: lab).describe(s, text)
+        return text.isEmpty ? "cleared the description of snapshot '\(name)'" : "described snapshot '\(name)'"
+    }
+
+    /// The table through qemu-img with force-share (the fallback when it cannot be read directly).
+    private func offlineSnapshotsReadOnly() throws(LabrunError) -> [SnapshotInfo] {
+        try qemuImg().snapshots(lab.runtimePath, shareLocks: true)
+    }
+
+    /// `snapshot list` with the story: the table (live or offline), labrun's history and the
+    /// space each snapshot alone holds.
+    public func snapshotEntries() throws(LabrunError) -> (entries: [SnapshotEntry], live: Bool) {
+        let (outcome, live) = try snapshot(.list)
+        let list = outcome.snapshots ?? []
+        let space = list.isEmpty ? nil : Qcow2Space.measure(lab.runtimePath)
+        return (SnapshotEntry.entries(list, history: SnapshotHistory(lab: lab).load(), space: space), live)
     }
 }

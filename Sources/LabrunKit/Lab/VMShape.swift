@@ -42,6 +42,24 @@ public struct SnapshotShapes {
 
     public func shape(of snapshot: SnapshotInfo) -> VMShape? { all()[Self.key(snapshot)] }
 
+    /// A renamed snapshot keeps its shape record.
+    public func renamed(_ s: SnapshotInfo, to newName: String) {
+        var table = all()
+        guard let shape = table.removeValue(forKey: Self.key(s)) else { return }
+        var n = s
+        n.name = newName
+        table[Self.key(n)] = shape
+        write(table)
+    }
+
+    private func write(_ table: [String: VMShape]) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(table) else { return }
+        let tmp = path + ".part"
+        if (try? String(decoding: data, as: UTF8.self).write(toFile: tmp)) != nil { try? renameFile(tmp, path) }
+    }
+
     /// Records a snapshot's shape, dropping records of snapshots that no longer exist.
     public func record(_ shape: VMShape, for snapshot: SnapshotInfo, existing: [SnapshotInfo]) {
         let live = Set(existing.map(Self.key))

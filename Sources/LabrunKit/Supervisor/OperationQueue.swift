@@ -5,7 +5,12 @@
 /// ones are refused) instead of waiting forever.
 final class OperationQueue {
     enum Origin: Equatable { case control(ControlServer.ConnectionID), console }
-    struct Operation { let origin: Origin; let request: SnapshotRequest }
+    struct Operation {
+        let origin: Origin
+        let request: SnapshotRequest
+        /// A new snapshot's description (Ctrl-a s asks for one after the name).
+        var description: String? = nil
+    }
 
     /// Answers a client.
     var reply: (ControlServer.ConnectionID, ControlResponse) -> Void = { _, _ in }
@@ -14,6 +19,8 @@ final class OperationQueue {
     var notice: (String) -> Void = { _ in }
     /// A job for the request, nil while QMP is not ready.
     var makeJob: (SnapshotRequest, @escaping LiveSnapshotJob.Done) -> LiveSnapshotJob? = { _, _ in nil }
+    /// Every operation that succeeded, with its outcome (the lab's snapshot history follows it).
+    var onOutcome: (Operation, SnapshotOutcome) -> Void = { _, _ in }
     /// No new operation starts (the VM is shutting down).
     var closed = false
 
@@ -65,6 +72,7 @@ final class OperationQueue {
     private func finished(_ result: Result<SnapshotOutcome, SnapshotError>) {
         guard let (op, _, abandoned) = running else { return }
         running = nil
+        if case .success(let outcome) = result { onOutcome(op, outcome) }
         if abandoned { lateResult(op, result) } else { deliver(op, result) }
         startNext()
     }

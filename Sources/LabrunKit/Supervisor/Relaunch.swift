@@ -6,6 +6,8 @@ enum Relaunch: Equatable {
     case reset(undo: Bool, requester: ControlServer.ConnectionID?)
     /// The boot checkpoint did not load: boot cold on a fresh runtime layer.
     case cold
+    /// `snapshot rename` of a running VM: it was suspended; rename, then resume it.
+    case rename(old: String, new: String, requester: ControlServer.ConnectionID?, began: Double)
 }
 
 extension Supervisor {
@@ -55,6 +57,17 @@ extension Supervisor {
             case .cold:
                 removeFile(lab.runtimePath)
                 _ = try controller.ensureRuntimeLayer()
+            case .rename(let old, let new, let id, let pausedAt):
+                requester = id
+                // The VM resumes whether or not the rename worked; the answer says which.
+                do {
+                    _ = try controller.renameOffline(old, to: new)
+                    done = "renamed snapshot '\(old)' to '\(new)'; the VM was paused"
+                } catch {
+                    done = "not renamed: \(error.message); the VM was paused"
+                    renameFailure = error
+                }
+                _ = pausedAt
             }
             if let suspended = SuspendedState.of(lab) {
                 options = options.resuming(suspended, in: lab)
@@ -70,6 +83,22 @@ extension Supervisor {
             if let requester { control.respond(requester, .failure(LabrunError("\(exitReason!)"))) }
             return
         }
+        if case .rename(_, _, _, let pausedAt) = what {
+            // What the user sees: one line, the pause it cost.
+            let line = done + " for \(Messages.formatSeconds(monotonicSeconds() - pausedAt)) while QEMU reopened the image"
+            hub.notice(line)
+            if let requester {
+                if let failure = renameFailure {
+                    control.respond(requester, .failure(LabrunError("\(failure.message) (the VM runs on)")))
+                } else {
+                    var r = ControlResponse()
+                    r.message = line
+                    control.respond(requester, r)
+                }
+            }
+            renameFailure = nil
+            return
+        }
         let how = command.options.resumesCheckpoint ? "resuming the boot checkpoint" : command.options.resumeSuspended ? "resuming its suspended VM" : "booting"
         let line = (done.isEmpty ? "started again" : done) + " (\(how); QEMU pid \(child.pid), \(Messages.formatSeconds(monotonicSeconds() - began)) so far)"
         hub.notice(line)
@@ -77,6 +106,42 @@ extension Supervisor {
             var r = ControlResponse()
             r.message = line
             control.respond(requester, r)
+        }
+    }
+}
+
+extension Supervisor {
+    /// `snapshot rename` while the VM runs: QEMU has no rename and keeps the snapshot table in
+    /// memory, so the VM is suspended (its state to a file, as `labrun suspend` does), QEMU
+    /// ends, the table is rewritten, and a new QEMU resumes the VM on the same terminals.
+    /// The names are checked first, so a refusal never pauses the VM.
+    func renameSnapshot(_ old: String, to new: String, requester id: ControlServer.ConnectionID) {
+        do throws(LabrunError) {
+            try SnapshotName.validateNew(new)
+            guard let table = Qcow2SnapshotTable.read(lab.runtimePath) else { throw LabrunError("cannot read the snapshot table of \(lab.runtimePath)") }
+            let matches = table.filter { $0.name == old }
+            guard !matches.isEmpty else {
+                throw LabrunError(Messages.text(of: SnapshotError.missing(name: old, existing: table.map(\.name))))
+            }
+            guard matches.count == 1 else { throw LabrunError("\(lab.runtimePath) has \(matches.count) snapshots named '\(old)'; rename them with qemu-img while the VM is stopped") }
+            if table.contains(where: { $0.name == new }) { throw LabrunError("a snapshot named '\(new)' already exists; choose another name (or delete it first)") }
+        } catch {
+            return control.respond(id, .failure(LabrunError("not renamed: \(error.message)")))
+        }
+        guard relaunching == nil, exitReason == nil, operations.isIdle, !operations.closed,
+              let job = suspender.makeJob() else {
+            return control.respond(id, .failure(LabrunError("not renamed: QEMU is starting, busy with a snapshot, or shutting down; try again")))
+        }
+        let began = monotonicSeconds()
+        control.respond(id, .progress("pausing the VM to rename snapshot '\(old)' (QEMU cannot rename while it holds the image)"))
+        operations.closed = true
+        job.suspend { [unowned self] why in
+            if let why {
+                operations.closed = false
+                return control.respond(id, .failure(LabrunError("not renamed: \(why); the VM runs on")))
+            }
+            operations.closed = false
+            beginRelaunch(.rename(old: old, new: new, requester: id, began: began))
         }
     }
 }

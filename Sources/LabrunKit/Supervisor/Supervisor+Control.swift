@@ -24,6 +24,8 @@ extension Supervisor {
             operations.enqueue(.init(origin: .control(id), request: r))
         case .suspend:
             suspender.request(from: id)
+        case .renameSnapshot(let old, let new):
+            renameSnapshot(old, to: new, requester: id)
         case .reset(let undo):
             hub.notice(undo ? "`labrun reset --undo` requested: back to the previous runtime layer" : "`labrun reset` requested: back to the golden image")
             beginRelaunch(.reset(undo: undo, requester: id))
@@ -42,8 +44,8 @@ extension Supervisor {
         case .reset:
             hub.notice("resetting the VM to the golden image (Ctrl-a r)")
             beginRelaunch(.reset(undo: false, requester: nil))
-        case .snapshot(let name):
-            operations.enqueue(.init(origin: .console, request: .create(name: name)))
+        case .snapshot(let name, let description):
+            operations.enqueue(.init(origin: .console, request: .create(name: name), description: description))
         case .sysrq(let key):
             guard let qmp, qmp.isReady else { return hub.notice("QEMU is not ready yet", to: viewer) }
             qmp.sendSysRq(key) { [unowned self] in hub.notice("SysRq \(key) failed: \($0)") }

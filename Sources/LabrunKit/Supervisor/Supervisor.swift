@@ -49,6 +49,8 @@ public final class Supervisor {
 
     /// A reset in place under way: the old QEMU is ending, a new one follows.
     var relaunching: Relaunch?
+    /// Why a live rename (done during a relaunch) failed, for its answer.
+    var renameFailure: LabrunError?
     var exitReason: ExitReason?
     var runState = "starting"
     var exitNoted = false
@@ -94,6 +96,11 @@ public final class Supervisor {
         for line in startupLines { hub.notice(line) }
         agentRequests = AgentRequests(agent: agent, control: control)
         operations = OperationQueue(control: control) { [unowned self] in hub.notice($0) }
+        let history = SnapshotHistory(lab: lab)
+        operations.onOutcome = { op, outcome in
+            history.note(outcome)
+            if let text = op.description, case .created(_, let s?, _, _, _) = outcome { history.describe(s, text) }
+        }
         do { try launch() } catch {
             control.close()
             hub.close()

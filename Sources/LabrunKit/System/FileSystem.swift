@@ -150,3 +150,10 @@ public func redirectStandardErrorToNull() {
     _ = dup2(null.rawValue, 2)
     null.close()
 }
+
+/// An exclusive flock, waiting for it (held for short read-modify-write steps only). The
+/// corresponding C function is `flock`.
+public func exclusiveLock(_ fd: FileDescriptor) -> Bool {
+    if case .success = nothingOrErrno({ flock(fd.rawValue, LOCK_EX) }) { return true }
+    return false
+}
