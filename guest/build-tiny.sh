@@ -9,7 +9,8 @@
 #   LABDIR/guest-build/vmlinuz         Debian's original kernel: compressed bzImage on x86_64 (fallback),
 #                                      the (uncompressed) Image that QEMU boots on aarch64
 #   LABDIR/guest-build/kernel-version  e.g. "6.1.0-56-amd64"
-#   LABDIR/guest-build/initrd.img      busybox + virtio/ext4/9p modules; /init mounts /dev/vda and switch_roots
+#   LABDIR/guest-build/initrd.img      busybox + virtio/ext4/9p modules; /init (guest/initrd-init) mounts
+#                                      /dev/vda and switch_roots
 #   LABDIR/debian-rootfs-base.img      Layer 1: raw ext4, 256 MiB sparse, busybox userland
 #   LABDIR/debian-rootfs.qcow2         Layer 2: golden qcow2 overlay, backing file "debian-rootfs-base.img" (relative)
 #   LABDIR/lab.conf                    aarch64 only: "arch = aarch64" (added to an existing lab.conf)
@@ -364,9 +365,13 @@ in_fakeroot() {
 
 # A stamp records the kernel version and a hash of the recipe (this script, the guest agent and
 # mount-shared), so a changed kernel or a changed guest recipe rebuilds what depends on it.
+# The initrd's recipe is its own (the initrd's /init, guest/initrd-init, is not in the root file system):
+# a changed /init rebuilds the initrd only.
 RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/lib.sh" "$HERE/labrun-agent" "$HERE/mount-shared" | sha256sum | cut -c1-16)
-stamp_ok() { [[ -f $STAMPS/$1 && $(cat "$STAMPS/$1") == "$KVER $RECIPE" ]]; }
-set_stamp() { printf '%s\n' "$KVER $RECIPE" >"$STAMPS/$1.part"; mv -f "$STAMPS/$1.part" "$STAMPS/$1"; }
+INITRD_RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/lib.sh" "$HERE/initrd-init" | sha256sum | cut -c1-16)
+recipe_of() { if [[ $1 == initrd ]]; then echo "$INITRD_RECIPE"; else echo "$RECIPE"; fi; }
+stamp_ok() { [[ -f $STAMPS/$1 && $(cat "$STAMPS/$1") == "$KVER $(recipe_of "$1")" ]]; }
+set_stamp() { printf '%s\n' "$KVER $(recipe_of "$1")" >"$STAMPS/$1.part"; mv -f "$STAMPS/$1.part" "$STAMPS/$1"; }
 
 # ---------------------------------------------------------------------------------------------------------
 # Step 4: initrd.img
@@ -403,58 +408,7 @@ if ((FORCE)) || [[ ! -s $GB/initrd.img ]] || ! stamp_ok initrd; then
     for m in "${load[@]}"; do echo "/lib/modules/$KVER/${MODPATH[$m]}"; done >"$T/etc/initrd-modules"
     info "${#load[@]} modules: ${load[*]}"
 
-    cat >"$T/init" <<'EOF'
-#!/bin/sh
-# labrun tiny guest — initramfs /init: load the virtio/ext4/9p modules, mount the root disk, switch_root.
-# Kernel command line: root=/dev/vdX (default /dev/vda), rootfstype= (ext4), init= (/sbin/init),
-# labrun.rdshell (stop in a shell here instead of switching root).
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t proc -o nosuid,nodev,noexec proc /proc
-mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
-mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
-exec </dev/console >/dev/console 2>&1
-
-rescue() {
-    echo "labrun-initrd: ERROR: $*"
-    echo "labrun-initrd: dropping to a shell (exit it to retry the boot)"
-    setsid cttyhack sh
-}
-
-root=/dev/vda fstype=ext4 init=/sbin/init rdshell=
-for arg in $(cat /proc/cmdline); do
-    case $arg in
-        root=/dev/*) root=${arg#root=} ;;
-        rootfstype=*) fstype=${arg#rootfstype=} ;;
-        init=*) init=${arg#init=} ;;
-        labrun.rdshell) rdshell=1 ;;
-    esac
-done
-
-while read -r ko; do
-    [ -n "$ko" ] && { insmod "$ko" || echo "labrun-initrd: warning: insmod $ko failed"; }
-done </etc/initrd-modules
-
-while :; do
-    i=0
-    while [ ! -b "$root" ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
-    if [ ! -b "$root" ]; then
-        rescue "root disk $root did not appear within 5 s (is a virtio-blk disk attached?)"; continue
-    fi
-    grep -q '^[^ ]* /newroot ' /proc/mounts || mount -t "$fstype" -o rw "$root" /newroot || {
-        rescue "cannot mount $root ($fstype) on /newroot"; continue; }
-    if [ ! -x "/newroot$init" ]; then
-        umount /newroot; rescue "$root has no $init"; continue
-    fi
-    [ -n "$rdshell" ] && { rdshell=; rescue "labrun.rdshell given; root is mounted on /newroot"; continue; }
-    break
-done
-
-mount --move /dev /newroot/dev
-mount --move /proc /newroot/proc
-mount --move /sys /newroot/sys
-exec switch_root /newroot "$init"
-EOF
-    chmod 755 "$T/init"
+    install -m 755 "$HERE/initrd-init" "$T/init"
     in_fakeroot build_initrd_tree "$T" "$GB/initrd.img.part"
     publish "$GB/initrd.img.part" "$GB/initrd.img"
     set_stamp initrd

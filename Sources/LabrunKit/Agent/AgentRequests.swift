@@ -42,6 +42,18 @@ final class AgentRequests: LoopPart {
     /// A new VM (a reset in place, a reboot): the guest may answer again.
     func guestRecovered() { panicked = nil }
 
+    /// The guest did not boot (its initrd says why and waits in a rescue shell): for whoever
+    /// waits on the guest it is as a panic (status 125: `git bisect run` skips such a kernel),
+    /// until its agent starts after all (someone fixed it in that shell).
+    func guestDidNotBoot(_ line: String) {
+        bootFailed = true
+        guestPanicked(line)
+    }
+    private var bootFailed = false
+
+    /// The console's last line, for a guest whose agent never starts.
+    var lastConsoleLine: () -> String = { "" }
+
     /// QEMU stopped answering: every client waiting here gets `line` now, not never.
     func qemuHung(_ line: String) {
         hung = line
@@ -140,6 +152,7 @@ final class AgentRequests: LoopPart {
     /// The agent said hello (at boot, or after a guest reboot): what waited goes ahead, and
     /// the share is mounted if exported.
     func agentStarted() {
+        if bootFailed { bootFailed = false; panicked = nil }
         handle([:], now: monotonicSeconds())
         guard let share else { return }
         agent.setShareMounted(true) { [unowned self] why in
@@ -159,7 +172,8 @@ final class AgentRequests: LoopPart {
         }
         waiting.removeAll { w in
             guard w.deadline <= now || !qemuRunning() else { return false }
-            reply(w.id, .failure(LabrunError("the guest agent did not start within \(Int(agentWait)) s: the guest may not have booted, or its image has no agent")))
+            let last = lastConsoleLine()
+            reply(w.id, .failure(LabrunError("the guest agent did not start within \(Int(agentWait)) s: the guest may not have booted, or its image has no agent" + (last.isEmpty ? "" : "; its last console line: \(last)"))))
             return true
         }
     }

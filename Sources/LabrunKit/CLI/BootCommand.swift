@@ -1,7 +1,7 @@
 extension LabrunCLI {
     static let bootSpec = ArgumentSpec(
         flags: ["debug", "wait-gdb", "dry-run", "detach", "cold", "yes", "supervise", "owner"],
-        options: ["mem", "cpus", "accel", "qemu", "gdb-port", "kernel"],
+        options: ["mem", "cpus", "accel", "qemu", "gdb-port", "kernel", "modules"],
         optionalValueOptions: ["shared"])
 
     static func boot(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
@@ -24,6 +24,8 @@ extension LabrunCLI {
             guard isReadable(path), !isDirectory(path) else { throw LabrunError("--kernel \(k): no readable kernel image there (a bzImage or vmlinux from a kernel build tree)") }
             options.kernel = path
         }
+        // --modules is for the kernel booted; lab.conf's `modules` for lab.conf's kernel only.
+        options.modules = a.option("modules") ?? (options.kernel == nil ? lab.resolve(lab.config.modules) : nil)
         if let s = a.option("shared") { options.shared = s.isEmpty ? lab.sharedPath : absolutePath(s) }
         let port = try a.int("gdb-port", in: 1...65535)
         if a.flag("debug") || a.flag("wait-gdb") || port != nil { options.gdbPort = port ?? lab.config.gdbPort }
@@ -36,6 +38,11 @@ extension LabrunCLI {
             options = options.resuming(suspended, in: lab)
         }
 
+        if a.flag("dry-run") {
+            let planned = try kernelModules(lab, kernel: options.kernel ?? lab.kernelPath, given: options.modules, build: false)
+            options.kernelModules = planned.boot
+            for note in planned.notes { printError(note) }
+        }
         let command = try QemuCommand(lab: lab, options: options)
         if a.flag("dry-run") {
             say(command.spawnConfiguration(runDirectory: lab.runDirectory).description)
@@ -84,6 +91,12 @@ extension LabrunCLI {
         }
         if let initrd = lab.initrdPath, !fileExists(initrd) {
             throw LabrunError("no initrd at \(initrd): build the default guest with `make guest`")
+        }
+        // Another kernel's modules: its early ones added to the initrd, all of them on a disk.
+        if !options.resumeSuspended {
+            let planned = try kernelModules(lab, kernel: command.kernelPath, given: options.modules, build: true)
+            options.kernelModules = planned.boot
+            for note in planned.notes { printError(note) }
         }
         if let shared = options.shared {
             if !fileExists(shared) { _ = makeDirectory(shared) }
@@ -198,6 +211,13 @@ extension LabrunCLI {
             printError("the VM's supervisor (labrun pid \(viewer.welcome?.supervisorPid ?? pid)) ended without a word (was it killed?); its VM is gone")
             return 1
         }
+    }
+
+    /// Another kernel's modules for this boot (KernelModulesBoot.plan), and what to tell the user.
+    static func kernelModules(_ lab: Lab, kernel: String, given: String?, build: Bool) throws(LabrunError) -> (boot: KernelModulesBoot?, notes: [String]) {
+        var notes: [String] = []
+        let boot = try KernelModulesBoot.plan(lab: lab, kernel: kernel, given: given, build: build, notes: &notes)
+        return (boot, notes)
     }
 
     /// What is in a pipe now, without waiting.

@@ -5,14 +5,14 @@
 extension LabrunCLI {
     /// Commands, and the options each takes (from the same parser specs the commands use).
     static let completionWords: [(command: String, options: [String])] = [
-        ("boot", ["--mem", "--cpus", "--accel", "--shared", "--debug", "--gdb-port", "--wait-gdb", "--kernel", "--qemu", "--dry-run", "--detach", "--cold", "--yes"]),
+        ("boot", ["--mem", "--cpus", "--accel", "--shared", "--debug", "--gdb-port", "--wait-gdb", "--kernel", "--modules", "--qemu", "--dry-run", "--detach", "--cold", "--yes"]),
         ("attach", ["--read-only"]),
         ("log", ["-f", "--follow", "-n", "--boot", "--since", "--timestamps", "--reports", "--report"]),
         ("snapshot", ["create", "restore", "list", "delete"]),
         ("reset", ["--yes", "--force", "--undo"]),
         ("info", ["--json"]), ("check", ["--repair"]), ("status", ["--json"]), ("stop", []),
         ("suspend", []), ("init", ["--arch", "--force"]), ("exec", ["--timeout"]), ("wait-ready", ["--timeout"]),
-        ("run", ["--kernel", "--reset", "--shared", "--timeout", "--keep"]),
+        ("run", ["--kernel", "--modules", "--reset", "--shared", "--timeout", "--keep"]),
         ("module", ["build", "load", "unload"]), ("gdb", []), ("completion", ["bash", "zsh", "fish"]), ("help", []),
     ]
 
@@ -65,7 +65,7 @@ enum Completion {
             return
         fi
         case $prev in
-            --lab|--shared|--kernel|--qemu) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+            --lab|--shared|--kernel|--modules|--qemu) COMPREPLY=($(compgen -f -- "$cur")); return ;;
             --accel) COMPREPLY=($(compgen -W "auto kvm tcg" -- "$cur")); return ;;
             --arch) COMPREPLY=($(compgen -W "x86_64 aarch64" -- "$cur")); return ;;
         esac

@@ -52,6 +52,10 @@ public enum Help {
       --qemu PATH            the QEMU binary (or LABRUN_QEMU, or lab.conf qemu)
       --kernel PATH          boot this kernel (a bzImage or vmlinux from a build tree) instead
                              of the lab's (lab.conf kernel)
+      --modules DIR          that kernel's modules: DIR of `make modules_install
+                             INSTALL_MOD_PATH=DIR` (lab.conf modules for lab.conf's kernel).
+                             Without it labrun looks in the tree (INSTALL_MOD_PATH=., tar-install/),
+                             in ROOT for ROOT/boot/vmlinuz-*, and in /lib/modules/RELEASE
       --shared [DIR]         export DIR (default LAB/shared) to the guest, mounted at /mnt
       --debug                gdb stub on 127.0.0.1 (port: --gdb-port, lab.conf gdb_port, 1234)
       --gdb-port PORT        gdb stub port (implies --debug)
@@ -68,6 +72,11 @@ public enum Help {
     fresh boot of a kernel, append line, image, VM shape or QEMU keeps that checkpoint once
     the guest is up (in .labrun-checkpoints/ beside the golden image; lab.conf checkpoints =
     DIR or off). A changed one boots cold and says why; a damaged one is moved aside.
+
+    Another kernel's modules: its virtio/ext4 ones load from the initrd (labrun adds them to
+    the lab's), and all of them are on a read-only disk mounted on /lib/modules/RELEASE, so
+    modprobe works (both made once, in LAB/.labrun-kernels). A kernel that cannot boot the lab
+    (no virtio-blk, no ext4) ends the boot with the initrd's reason and status 125.
     """
 
     public static let snapshot = """
@@ -184,15 +193,17 @@ public enum Help {
     """
 
     public static let run = """
-    usage: labrun run [--kernel PATH] [--reset] [--shared [DIR]] [--timeout S] [--keep] -- COMMAND [ARGS...]
+    usage: labrun run [--kernel PATH [--modules DIR]] [--reset] [--shared [DIR]] [--timeout S] [--keep] -- COMMAND [ARGS...]
 
     A test runner: boots the lab in the background (resuming the boot checkpoint when the
     runtime layer is fresh: with --reset it always is), with the shared folder at /mnt, runs
     COMMAND in the guest with its output here, stops the VM (unless --keep), and exits with
-    COMMAND's status; 125 when the guest kernel panics (during boot or while COMMAND runs).
+    COMMAND's status; 125 when the guest kernel panics (during boot or while COMMAND runs) or
+    the kernel cannot boot the lab (git bisect run skips that commit).
       git bisect run labrun run --reset --kernel arch/x86/boot/bzImage -- /mnt/test.sh
     Without `--`, `labrun run` is `labrun boot`.
       --kernel PATH  boot this kernel instead of the lab's
+      --modules DIR  its modules (INSTALL_MOD_PATH of modules_install; see `labrun boot --help`)
       --reset        start from a fresh runtime layer (the old one becomes the undo step)
       --shared DIR   share DIR at /mnt instead of the lab's shared folder
       --timeout S    kill COMMAND after S seconds (exit 137)

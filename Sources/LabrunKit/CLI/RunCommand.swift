@@ -1,5 +1,5 @@
 extension LabrunCLI {
-    /// `labrun run [--kernel PATH] [--reset] [--shared [DIR]] [--timeout S] [--keep] -- CMD`:
+    /// `labrun run [--kernel PATH [--modules DIR]] [--reset] [--shared [DIR]] [--timeout S] [--keep] -- CMD`:
     /// boots the lab in the background (resuming the boot checkpoint when it can), runs CMD in
     /// the guest with its output here, stops the VM, and exits with CMD's status, 125 when the
     /// guest kernel panics. Made for `git bisect run labrun run --kernel … -- /mnt/test.sh`.
@@ -7,9 +7,9 @@ extension LabrunCLI {
         let split = args.firstIndex(of: "--")!
         let own = Array(args[..<split])
         let words = Array(args[args.index(after: split)...])
-        let a = try ArgumentSpec(flags: ["reset", "keep", "cold"], options: ["kernel", "timeout", "mem", "cpus", "accel"],
+        let a = try ArgumentSpec(flags: ["reset", "keep", "cold"], options: ["kernel", "modules", "timeout", "mem", "cpus", "accel"],
                                  optionalValueOptions: ["shared"]).parse(own, command: "run")
-        guard !words.isEmpty else { throw .usage("run: no command; usage: labrun run [--kernel PATH] [--reset] -- COMMAND [ARGS...]") }
+        guard !words.isEmpty else { throw .usage("run: no command; usage: labrun run [--kernel PATH [--modules DIR]] [--reset] -- COMMAND [ARGS...]") }
         let timeout = try a.int("timeout", in: 1...86400) ?? 0
         let controller = try context.controller()
         if let denied = controller.run.permissionProblem { throw LabrunError(denied) }
@@ -21,7 +21,7 @@ extension LabrunCLI {
             printError(try controller.resetRuntimeLayer())
         }
         var bootArgs: [String] = []
-        for name in ["kernel", "mem", "cpus", "accel"] { if let v = a.option(name) { bootArgs += ["--\(name)", v] } }
+        for name in ["kernel", "modules", "mem", "cpus", "accel"] { if let v = a.option(name) { bootArgs += ["--\(name)", v] } }
         // The share is mounted at /mnt (where a test script usually lives).
         bootArgs += ["--shared"] + (a.option("shared").flatMap { $0.isEmpty ? nil : [$0] } ?? [])
         if a.flag("cold") { bootArgs += ["--cold", "--yes"] }

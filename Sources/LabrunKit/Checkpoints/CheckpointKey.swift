@@ -30,6 +30,10 @@ public struct CheckpointKey: Codable, Equatable, Sendable {
     /// The gdb stub is on (`--debug`, `make run`).
     public var gdb: Bool
     public var qemu: FileIdentity
+    /// Another kernel's modules disk (`--modules`; see KernelModules), made from one
+    /// modules_install: a new one is a new file. Nil (and absent from the JSON, so older keys
+    /// stay the same) for the lab's own kernel.
+    public var modules: FileIdentity?
 
     /// A short name for the key: the checksum of its canonical JSON.
     public var id: String {
@@ -56,6 +60,7 @@ public struct CheckpointKey: Codable, Equatable, Sendable {
         if accelerator != old.accelerator { out.append("the accelerator (\(old.accelerator) → \(accelerator))") }
         if gdb != old.gdb { out.append(gdb ? "the gdb stub (now on)" : "the gdb stub (now off)") }
         if qemu != old.qemu { out.append("QEMU (\(qemu.path) changed)") }
+        if modules != old.modules { out.append(modules == nil ? "the kernel's modules (none now)" : "the kernel's modules (\(modules!.path))") }
         return out
     }
 }
@@ -67,7 +72,7 @@ extension CheckpointKey {
         guard let kernel = FileIdentity.of(command.kernelPath), let golden = FileIdentity.of(lab.goldenPath),
               let exe = findExecutable(command.qemuBinary), let qemu = FileIdentity.of(exe) else { return nil }
         var initrd: FileIdentity?
-        if let path = lab.initrdPath {
+        if let path = command.initrdPath {
             guard let i = FileIdentity.of(path) else { return nil }
             initrd = i
         }
@@ -79,5 +84,9 @@ extension CheckpointKey {
         self.accelerator = command.accelerator.rawValue
         self.gdb = command.options.gdbPort != nil
         self.qemu = qemu
+        if let disk = command.options.kernelModules?.disk {
+            guard let m = FileIdentity.of(disk) else { return nil }
+            self.modules = m
+        }
     }
 }

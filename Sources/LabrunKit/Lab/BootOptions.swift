@@ -6,6 +6,11 @@ public struct BootOptions: Sendable, Equatable {
     public var qemu: String?
     /// Another kernel to boot (`--kernel`: bzImage or vmlinux, Image on arm64).
     public var kernel: String?
+    /// That kernel's modules (`--modules DIR`: INSTALL_MOD_PATH of `make modules_install`).
+    public var modules: String?
+    /// Another kernel's modules, ready to boot with: its initrd and modules disk (see
+    /// KernelModules). Set by `boot` once it has found (or been given) the modules.
+    public var kernelModules: KernelModulesBoot?
     /// Export this host folder with 9p (mount tag hostshare), mounted at /mnt in the guest.
     public var shared: String?
     /// gdb stub on 127.0.0.1:port.

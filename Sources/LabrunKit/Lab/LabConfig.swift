@@ -16,6 +16,8 @@ public struct LabConfig: Equatable, Sendable {
     public var accel: Accelerator = .auto
     public var arch: Architecture = .x86_64
     public var kernel: String?
+    /// The modules of lab.conf's kernel (an INSTALL_MOD_PATH directory; see KernelModules).
+    public var modules: String?
     public var initrd: String?
     public var append: String?
     public var qemu: String?
@@ -39,7 +41,7 @@ public struct LabConfig: Equatable, Sendable {
 
     public init() {}
 
-    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared", "checkpoints", "log", "log_size", "log_files", "on_panic", "crash_detection"]
+    public static let keys = ["mem", "cpus", "accel", "arch", "kernel", "modules", "initrd", "append", "qemu", "golden", "golden_id", "gdb_port", "ssh_port", "shared", "checkpoints", "log", "log_size", "log_files", "on_panic", "crash_detection"]
 
     public static func parse(_ text: String, file: String = "lab.conf") throws(LabrunError) -> LabConfig {
         var c = LabConfig()
@@ -59,6 +61,7 @@ public struct LabConfig: Equatable, Sendable {
             case "accel": guard let a = Accelerator(rawValue: value) else { throw bad("expected auto, kvm or tcg") }; c.accel = a
             case "arch": guard let a = Architecture(rawValue: value) else { throw bad("expected x86_64 or aarch64") }; c.arch = a
             case "kernel": c.kernel = value
+            case "modules": c.modules = value
             case "initrd": c.initrd = value
             case "append": c.append = value
             case "qemu": c.qemu = value

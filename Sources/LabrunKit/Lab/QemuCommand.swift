@@ -6,6 +6,7 @@
 public struct QemuCommand: Sendable {
     public static let runtimeNode = "runtime"
     public static let consoleID = "console"
+    public static let modulesNode = "modules"
 
     public let lab: Lab
     public let options: BootOptions
@@ -46,6 +47,8 @@ public struct QemuCommand: Sendable {
     public var memoryMiB: Int { options.memoryMiB ?? lab.config.memoryMiB }
     /// `--kernel`, else the lab's.
     public var kernelPath: String { options.kernel ?? lab.kernelPath }
+    /// The lab's initrd, or the one with another kernel's early modules added.
+    public var initrdPath: String? { options.kernelModules?.initrd ?? lab.initrdPath }
     public var cpus: Int { options.cpus ?? lab.config.cpus }
     public var qemuBinary: String { QemuCommand.qemuBinary(options, lab) }
     public var consoleDevice: String { lab.config.arch == .aarch64 ? "ttyAMA0" : "ttyS0" }
@@ -65,12 +68,19 @@ public struct QemuCommand: Sendable {
         }
         a += ["-accel", accelerator.rawValue, "-m", "\(memoryMiB)", "-smp", "\(cpus)"]
         a += ["-kernel", kernelPath]
-        if let initrd = lab.initrdPath { a += ["-initrd", initrd] }
+        if let initrd = initrdPath { a += ["-initrd", initrd] }
         a += ["-append", kernelAppend]
         // The runtime layer; QEMU opens its backing chain from the image header.
         a += ["-blockdev", "driver=file,node-name=\(QemuCommand.runtimeNode)-file,filename=\(optValue(lab.runtimePath))",
               "-blockdev", "driver=qcow2,node-name=\(QemuCommand.runtimeNode),file=\(QemuCommand.runtimeNode)-file",
               "-device", "virtio-blk-pci,drive=\(QemuCommand.runtimeNode),id=disk0"]
+        if let modules = options.kernelModules {
+            // Another kernel's modules, read-only (so savevm and checkpoints leave it out), found
+            // by the initrd's /init through its serial and mounted on /lib/modules/RELEASE.
+            a += ["-blockdev", "driver=file,node-name=\(QemuCommand.modulesNode)-file,filename=\(optValue(modules.disk)),read-only=on",
+                  "-blockdev", "driver=raw,node-name=\(QemuCommand.modulesNode),file=\(QemuCommand.modulesNode)-file,read-only=on",
+                  "-device", "virtio-blk-pci,drive=\(QemuCommand.modulesNode),id=disk1,serial=\(KernelModules.diskSerial)"]
+        }
         // The guest's serial console on stdio (labrun's pty). signal=off: Ctrl-C goes to the guest.
         a += ["-chardev", "stdio,id=\(QemuCommand.consoleID),signal=off",
               "-serial", "chardev:\(QemuCommand.consoleID)",

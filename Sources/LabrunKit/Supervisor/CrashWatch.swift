@@ -37,6 +37,36 @@ final class CrashWatch: LoopPart {
 
     func feed(_ bytes: [UInt8]) {
         deliver(detector.feed(bytes, now: wallClockSeconds()))
+        if watchesBoot { watchBoot(bytes) }
+    }
+
+    /// The tiny guest's initrd could not boot the lab: its /init printed
+    /// "labrun-initrd: ERROR: REASON" and waits in a rescue shell (a kernel without virtio-blk or
+    /// ext4 gets there). `onBootFailure` gets REASON, once per boot.
+    var onBootFailure: (String) -> Void = { _ in }
+    static let initrdError = Array("labrun-initrd: ERROR: ".utf8)
+    /// Until the guest is up (`guestIsUp`), console lines are looked at for that.
+    private(set) var watchesBoot = true
+    private var bootLine: [UInt8] = []
+
+    /// The guest's agent is up: the boot went on.
+    func guestIsUp() {
+        watchesBoot = false
+        bootLine = []
+    }
+
+    private func watchBoot(_ bytes: [UInt8]) {
+        for b in bytes {
+            if b != 0x0A {
+                if bootLine.count < 512 && b != 0x0D { bootLine.append(b) }
+                continue
+            }
+            defer { bootLine.removeAll(keepingCapacity: true) }
+            guard bootLine.count > Self.initrdError.count, let at = FileStream.firstOffset(of: Self.initrdError, in: bootLine) else { continue }
+            watchesBoot = false
+            onBootFailure(String(decoding: bootLine[(at + Self.initrdError.count)...], as: UTF8.self))
+            return
+        }
     }
 
     /// QEMU has ended: what was being collected is complete.
@@ -49,6 +79,8 @@ final class CrashWatch: LoopPart {
         finish()
         detector = CrashDetector()
         reports.removeAll()
+        watchesBoot = true
+        bootLine = []
     }
 
     private func deliver(_ events: [CrashEvent]) {

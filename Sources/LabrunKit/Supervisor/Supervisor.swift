@@ -141,6 +141,7 @@ public final class Supervisor {
         agentRequests.share = command.options.shared
         agentRequests.notice = { [unowned self] in hub.notice($0) }
         agent.onReady = { [unowned self] in
+            crashes.guestIsUp()
             let resumed = resumedGuestIsStale
             if resumedGuestIsStale {
                 // First on the agent's queue, before anything a client asks.
@@ -155,6 +156,12 @@ public final class Supervisor {
         }
         agentRequests.qemuRunning = { [unowned self] in child.status == nil }
         crashes.onReport = { [unowned self] report, new in crashReported(report, new: new) }
+        crashes.onBootFailure = { [unowned self] reason in
+            let line = "the guest did not boot: \(reason)"
+            hub.notice(line + "; its initrd waits in a rescue shell (`labrun attach` to use it, `labrun stop` ends the VM)")
+            agentRequests.guestDidNotBoot(line)
+        }
+        agentRequests.lastConsoleLine = { [unowned self] in crashes.lastLine }
         agentRequests.guestReady = { [unowned self] in agent.isReady && checkpointer?.holdsGuest != true }
 
         operations.makeJob = { [unowned self] request, done in

@@ -51,6 +51,46 @@ public enum FileStream {
         }
     }
 
+    /// Where `needle` first occurs in the file at `path` at or after offset `from` (nil when it
+    /// does not), and the bytes from there on, up to `keep` of them (what follows a marker, such
+    /// as a version string). The corresponding C functions are `pread`, `memchr` and `memcmp`.
+    public static func firstMatch(of needle: [UInt8], inFile path: String, keep: Int, from: Int64 = 0) throws(SystemCallError) -> (offset: Int64, bytes: [UInt8])? {
+        precondition(!needle.isEmpty && keep >= needle.count)
+        let fd = try FileDescriptor.open(path, O_RDONLY)
+        defer { fd.close() }
+        var offset = from
+        while true {
+            // Chunks overlap by `keep` bytes, so a match and what follows it are never split.
+            let window = try fd.read(upTo: chunk + keep, at: offset).get("pread \(path)")
+            let at = firstOffset(of: needle, in: window)
+            if let at, at < chunk || window.count < chunk + keep {
+                return (offset + Int64(at), Array(window[at..<min(window.count, at + keep)]))
+            }
+            if window.count < chunk + keep { return nil }
+            offset += Int64(chunk)
+        }
+    }
+
+    /// Where `needle` first occurs in `bytes` (memmem is a GNU extension that Glibc does not
+    /// import: memchr for the first byte, memcmp for the rest).
+    static func firstOffset(of needle: [UInt8], in bytes: [UInt8]) -> Int? {
+        guard bytes.count >= needle.count else { return nil }
+        return bytes.withUnsafeBytes { w -> Int? in
+            needle.withUnsafeBytes { n -> Int? in
+                let base = w.baseAddress!
+                var i = 0
+                let last = w.count - n.count
+                while i <= last {
+                    guard let p = memchr(base + i, Int32(n[0]), last - i + 1) else { return nil }
+                    let at = base.distance(to: UnsafeRawPointer(p))
+                    if memcmp(base + at, n.baseAddress!, n.count) == 0 { return at }
+                    i = at + 1
+                }
+                return nil
+            }
+        }
+    }
+
     /// Flushes a file's data to disk. The corresponding C function is `fsync`.
     public static func sync(_ path: String) throws(SystemCallError) {
         let fd = try FileDescriptor.open(path, O_RDONLY)
