@@ -23,11 +23,11 @@ extension LabrunCLI {
             let (entries, _) = try controller.snapshotEntries()
             let colour = Colour.for(.standardOutput)
             if a.flag("json") {
-                say(SnapshotTable.json(entries))
+                say(SnapshotTable.storyJSON(entries))
             } else if a.flag("tree") {
                 say(SnapshotTable.tree(entries, golden: Lab.goldenName, colour: colour))
             } else {
-                say(SnapshotTable.render(entries, colour: colour))
+                say(SnapshotTable.storyTable(entries, colour: colour))
             }
             return 0
         case "rename", "mv":

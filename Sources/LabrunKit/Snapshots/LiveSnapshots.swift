@@ -40,7 +40,7 @@ public final class LiveSnapshotJob {
         step("list")
         listSnapshots { [self] list in
             switch request {
-            case .list: finish(.success(.listed(list)))
+            case .list: flushMetadata { [self] in finish(.success(.listed(list))) }
             case .create(let name, let force, let diskOnly): create(name, force: force, diskOnly: diskOnly, existing: list)
             case .restore(let name): restore(name, existing: list)
             case .delete(let name): delete(name, existing: list)
@@ -220,6 +220,14 @@ public final class LiveSnapshotJob {
                 next(node["image"]?["snapshots"].flatMap { try? $0.decode([SnapshotInfo].self) } ?? [])
             }
         }
+    }
+
+    /// Writes QEMU's cached qcow2 metadata to the file (a flush, as a guest's fsync does), so
+    /// that `snapshot list` measures each snapshot's space from refcounts that are current:
+    /// savevm frees the VM state from the active layer only in QEMU's cache. Best effort.
+    private func flushMetadata(_ next: @escaping () -> Void) {
+        step("qemu-io flush")
+        qmp.send(.human("qemu-io \(QemuCommand.runtimeNode) flush")) { _ in next() }
     }
 
     static let cancelledText = "cancelled: QEMU did not answer"

@@ -15,7 +15,7 @@ extension SnapshotTable {
     /// The table: the columns of `render` (NAME, ID, VM STATE, DATE, VM CLOCK), then FREES (what
     /// deleting it alone frees), PARENT and DESCRIPTION; the snapshot the VM is on is marked
     /// with "*" before its name. No trailing newline.
-    public static func render(_ entries: [SnapshotEntry], colour: Colour = .off) -> String {
+    public static func storyTable(_ entries: [SnapshotEntry], colour: Colour = .off) -> String {
         guard !entries.isEmpty else { return "no snapshots" }
         let header = ["NAME", "ID", "VM STATE", "DATE", "VM CLOCK", "FREES", "PARENT", "DESCRIPTION"]
         let marked = entries.contains { $0.isCurrent }
@@ -75,7 +75,7 @@ extension SnapshotTable {
     /// A JSON array with every field: the keys of `json` (date, id, name, vm_clock_ns,
     /// vm_state_size) plus current, description, exclusive_bytes (null when the image could not
     /// be measured), has_ram and parent (null for none). Keys sorted, pretty-printed.
-    public static func json(_ entries: [SnapshotEntry]) -> String {
+    public static func storyJSON(_ entries: [SnapshotEntry]) -> String {
         guard !entries.isEmpty else { return "[]" }
         let rows = entries.map { e in
             let s = e.info
