@@ -8,7 +8,7 @@ extension LabrunCLI {
         ("boot", ["--mem", "--cpus", "--accel", "--shared", "--debug", "--gdb-port", "--wait-gdb", "--kernel", "--modules", "--qemu", "--dry-run", "--detach", "--cold", "--yes"]),
         ("attach", ["--read-only"]),
         ("log", ["-f", "--follow", "-n", "--boot", "--since", "--timestamps", "--reports", "--report"]),
-        ("snapshot", ["create", "restore", "list", "delete"]),
+        ("snapshot", ["create", "restore", "list", "delete", "rename", "describe"]),
         ("reset", ["--yes", "--force", "--undo"]),
         ("info", ["--json"]), ("check", ["--repair"]), ("status", ["--json"]), ("stop", []),
         ("suspend", []), ("init", ["--arch", "--force"]), ("exec", ["--timeout"]), ("wait-ready", ["--timeout"]),
@@ -72,11 +72,13 @@ enum Completion {
         case $cmd in
             snapshot)
                 if [[ -z $sub ]]; then
-                    COMPREPLY=($(compgen -W "create restore list delete" -- "$cur"))
-                elif [[ $sub == restore || $sub == delete || $sub == create ]] && [[ $cur != -* ]]; then
+                    COMPREPLY=($(compgen -W "create restore list delete rename describe" -- "$cur"))
+                elif [[ $sub =~ ^(restore|delete|create|rename|describe)$ ]] && [[ $cur != -* ]]; then
                     COMPREPLY=($(compgen -W "$(labrun "${lab[@]}" __complete snapshots)" -- "$cur"))
+                elif [[ $sub == list ]]; then
+                    COMPREPLY=($(compgen -W "--json --tree" -- "$cur"))
                 else
-                    COMPREPLY=($(compgen -W "--json --force --disk-only" -- "$cur"))
+                    COMPREPLY=($(compgen -W "--json --force --disk-only --message" -- "$cur"))
                 fi ;;
             module|init|attach|log|boot|run|reset|info|check|status|stop|suspend|exec|wait-ready|gdb|completion)
                 if [[ $cmd == module && -n $sub ]] || [[ $cmd == init && $cur != -* ]]; then
@@ -105,7 +107,7 @@ enum Completion {
         if [[ -z $cmd ]]; then
             compadd -- ${(f)"$(labrun __complete commands)"} --lab --help --version
         elif [[ $cmd == snapshot && -z $sub ]]; then
-            compadd -- create restore list delete
+            compadd -- create restore list delete rename describe
         elif [[ $cmd == snapshot && ${words[CURRENT]} != -* ]]; then
             compadd -- ${(f)"$(labrun $lab __complete snapshots)"}
         elif [[ ( $cmd == module && -n $sub ) || $cmd == init ]]; then
@@ -144,6 +146,6 @@ enum Completion {
     complete -c labrun -f
     complete -c labrun -n __labrun_needs_command -a '(labrun __complete commands)'
     complete -c labrun -n 'not __labrun_needs_command' -a '(labrun __complete options (__labrun_command))'
-    complete -c labrun -n '__fish_seen_subcommand_from restore delete create' -a '(labrun __complete snapshots)'
+    complete -c labrun -n '__fish_seen_subcommand_from restore delete create rename describe' -a '(labrun __complete snapshots)'
     """#
 }

@@ -13,8 +13,9 @@ public enum Help {
       log                    the console log: what the guest printed, across boots (-f follows)
       snapshot create NAME   save the VM (running: RAM + devices + disk; stopped: disk)
       snapshot restore NAME  go back to a snapshot (running: at once; stopped: at next boot)
-      snapshot list          list snapshots (--json for scripts)
+      snapshot list          list snapshots: space, parent, description (--tree, --json)
       snapshot delete NAME   delete a snapshot
+      snapshot rename OLD NEW, snapshot describe NAME TEXT
       reset                  throw the runtime layer away and start again from the golden image
       info                   image chain, sizes and snapshots (--json)
       check                  check the runtime image for leaks or corruption (--repair)
@@ -80,10 +81,12 @@ public enum Help {
     """
 
     public static let snapshot = """
-    usage: labrun snapshot create NAME [--force] [--disk-only] [--json]
+    usage: labrun snapshot create NAME [-m TEXT] [--force] [--disk-only] [--json]
            labrun snapshot restore NAME [--json]
-           labrun snapshot list [--json]
+           labrun snapshot list [--tree | --json]
            labrun snapshot delete NAME [--json]
+           labrun snapshot rename OLD NEW
+           labrun snapshot describe NAME [TEXT]
 
     Names: letters, digits and . _ - + : @ , = ; not all digits (QEMU confuses those with
     snapshot IDs), no spaces or quotes, at most 255 bytes. create refuses an existing name
@@ -94,6 +97,18 @@ public enum Help {
     --json prints the result as one JSON object (op, name, live, seconds, snapshot, message).
     If QEMU stops answering (stopped, stuck, or no progress for 30 s) the command says so in
     one line and exits 1; a long snapshot shows its progress every 2 s.
+
+    Each snapshot keeps a story (LAB/.labrun-history.json; the qcow2 table stays the truth):
+    a description (-m/--message TEXT, or `describe`; Ctrl-a s asks after the name; at most
+    4 KiB of text, newlines kept, no control characters), its parent (the snapshot the VM came
+    from when it was taken) and which snapshot the VM is on now ("*" in the list). list shows
+    the VM state, what deleting each snapshot alone would free (FREES, from the qcow2
+    refcounts), the parent and the description; --tree draws the family under the golden
+    image; --json has every field. Snapshots made by qemu-img or the monitor have no parent
+    and no description. Deleting a snapshot gives its children its parent. rename works
+    stopped (the table is rewritten in place of qemu-img, which cannot) and running (the VM
+    is suspended to a file for about half a second around it). describe with no TEXT clears.
+    Colour at a terminal (names, the current snapshot, errors); none with NO_COLOR or a pipe.
     """
 
     public static let reset = """
