@@ -26,7 +26,7 @@ struct CompletionTests {
         try lab.ok(["snapshot", "create", "before-change"])
         try lab.ok(["snapshot", "create", "bisect-good"])
         #expect(try complete(["labrun", "sn"]) == ["snapshot"])
-        #expect(Set(try complete(["labrun", "--lab", lab.root, "snapshot", ""])) == ["create", "restore", "list", "delete"])
+        #expect(Set(try complete(["labrun", "--lab", lab.root, "snapshot", ""])) == ["create", "restore", "list", "delete", "rename", "describe"])
         #expect(Set(try complete(["labrun", "--lab", lab.root, "snapshot", "restore", ""])) == ["before-change", "bisect-good"])
         #expect(try complete(["labrun", "--lab", lab.root, "snapshot", "delete", "bi"]) == ["bisect-good"])
         #expect(try complete(["labrun", "attach", "--re"]) == ["--read-only"])

@@ -57,6 +57,28 @@ public struct ConsoleMux: Sendable {
 
     public init() {}
 
+    /// Feeds a prompt's line editor what this read holds up to the line's end (one key's escape
+    /// sequence arrives in one read; a lone Esc at its end cancels); later keys stay for the
+    /// guest. The accepted line, or nil while editing (`editor` has the state) or once cancelled
+    /// (the mode is then back to the console).
+    private mutating func feedLine(_ editor: inout LineEditor, _ rest: inout ArraySlice<UInt8>, _ out: inout [ConsoleIntent]) -> String? {
+        let end = rest.firstIndex { $0 == 0x0D || $0 == 0x0A || $0 == 0x03 }.map { rest.index(after: $0) } ?? rest.endIndex
+        let chunk = rest[..<end]
+        rest = rest[end...]
+        switch editor.feed(chunk) {
+        case .editing(let echo):
+            if !echo.isEmpty { out.append(.echo(echo)) }
+            return nil
+        case .cancelled:
+            out.append(.echo([0x0D, 0x0A]))
+            out += backToConsole(notice: "snapshot cancelled")
+            return nil
+        case .accepted(let text):
+            out.append(.echo([0x0D, 0x0A]))
+            return text
+        }
+    }
+
     static let describePrompt = "description (optional; Enter skips, Esc cancels): "
 
     public var isHolding: Bool { mode != .console && mode != .sysrq && mode != .confirmReset }
@@ -76,48 +98,27 @@ public struct ConsoleMux: Sendable {
         while !rest.isEmpty {
             switch mode {
             case .prompt(var editor, let def):
-                // The editor takes this read up to the line's end (one key's escape sequence
-                // arrives in one read; a lone Esc at its end cancels); later keys stay for the guest.
-                let end = rest.firstIndex { $0 == 0x0D || $0 == 0x0A || $0 == 0x03 }.map { rest.index(after: $0) } ?? rest.endIndex
-                let chunk = rest[..<end]
-                rest = rest[end...]
-                switch editor.feed(chunk) {
-                case .editing(let echo):
-                    mode = .prompt(editor, defaultName: def)
-                    if !echo.isEmpty { out.append(.echo(echo)) }
-                case .cancelled:
-                    out.append(.echo([0x0D, 0x0A]))
-                    out += backToConsole(notice: "snapshot cancelled")
-                case .accepted(let text):
-                    out.append(.echo([0x0D, 0x0A]))
-                    let name = text.isEmpty ? def : text
-                    // A name that can never be taken is refused before the second question.
-                    do {
-                        try SnapshotName.validateNew(name)
-                    } catch {
-                        out += backToConsole(notice: "failed: " + error.message)
-                        continue
-                    }
-                    mode = .describe(LineEditor(), name: name)
-                    out.append(.prompt(Self.describePrompt))
+                guard let text = feedLine(&editor, &rest, &out) else {
+                    if case .prompt = mode { mode = .prompt(editor, defaultName: def) }
+                    continue
                 }
+                let name = text.isEmpty ? def : text
+                // A name that can never be taken is refused before the second question.
+                do {
+                    try SnapshotName.validateNew(name)
+                } catch {
+                    out += backToConsole(notice: "failed: " + error.message)
+                    continue
+                }
+                mode = .describe(LineEditor(), name: name)
+                out.append(.prompt(Self.describePrompt))
             case .describe(var editor, let name):
-                let end = rest.firstIndex { $0 == 0x0D || $0 == 0x0A || $0 == 0x03 }.map { rest.index(after: $0) } ?? rest.endIndex
-                let chunk = rest[..<end]
-                rest = rest[end...]
-                switch editor.feed(chunk) {
-                case .editing(let echo):
-                    mode = .describe(editor, name: name)
-                    if !echo.isEmpty { out.append(.echo(echo)) }
-                case .cancelled:
-                    out.append(.echo([0x0D, 0x0A]))
-                    out += backToConsole(notice: "snapshot cancelled")
-                case .accepted(let text):
-                    out.append(.echo([0x0D, 0x0A]))
-                    out += backToConsole(notice: nil)
-                    let trimmed = text.trimmed
-                    out.append(.createSnapshot(name: name, description: trimmed.isEmpty ? nil : trimmed))
+                guard let text = feedLine(&editor, &rest, &out) else {
+                    if case .describe = mode { mode = .describe(editor, name: name) }
+                    continue
                 }
+                out += backToConsole(notice: nil)
+                out.append(.createSnapshot(name: name, description: text.trimmed.isEmpty ? nil : text.trimmed))
             case .confirmReset:
                 let b = rest.removeFirst()
                 mode = .console
