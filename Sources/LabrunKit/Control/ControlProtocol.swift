@@ -26,6 +26,8 @@ public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case reset
     /// A file from the guest, through its agent (`labrun gdb` reads /proc/kallsyms).
     case readFile = "read-file"
+    /// Copy the running VM's disk into a standalone qcow2 (a QMP backup job).
+    case export
 }
 
 /// What a client asks of the supervisor.
@@ -44,6 +46,9 @@ public enum ControlCommand: Equatable, Sendable {
     case reset(undo: Bool)
     /// A guest file's bytes (gzip-compressed, base64 in the response's `stdout`).
     case readFile(path: String)
+    /// Back the running disk up into `path` (absolute: an empty standalone qcow2 of the
+    /// disk's size, made by the client); progress lines carry `transfer`. `speed` limits the job (bytes/s, 0: none).
+    case export(path: String, compress: Bool, speed: Int)
 }
 
 public struct ControlRequest: Equatable, Sendable {
@@ -65,6 +70,9 @@ public struct ControlRequest: Equatable, Sendable {
         var command: String?
         var timeout: Int?
         var undo: Bool?
+        var path: String?
+        var compress: Bool?
+        var speed: Int?
     }
 
     private var wire: Wire {
@@ -76,6 +84,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .suspend: w.op = .suspend
         case .reset(let undo): w.op = .reset; w.undo = undo
         case .readFile(let path): w.op = .readFile; w.command = path
+        case .export(let path, let compress, let speed): w.op = .export; w.path = path; w.compress = compress; w.speed = speed
         case .exec(let line, let timeout): w.op = .exec; w.command = line; w.timeout = timeout
         case .snapshot(.list): w.op = .snapshotList
         case .snapshot(.create(let name, let force, let diskOnly)):
@@ -95,6 +104,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .suspend: command = .suspend
         case .reset: command = .reset(undo: w.undo ?? false)
         case .readFile: command = .readFile(path: w.command ?? "")
+        case .export: command = .export(path: w.path ?? "", compress: w.compress ?? false, speed: w.speed ?? 0)
         case .exec: command = .exec(command: w.command ?? "", timeout: w.timeout ?? 0)
         case .snapshotList: command = .snapshot(.list)
         // A missing name is the empty name, which the snapshot rules refuse.
@@ -165,6 +175,8 @@ public struct ControlResponse: Codable, Equatable, Sendable {
     /// `exec` progress lines: output of the guest command, as it comes.
     public var stdout: String?
     public var stderr: String?
+    /// `export` progress: bytes copied so far of the total.
+    public var transfer: TransferProgress?
 
     public init() {}
 
@@ -186,4 +198,18 @@ public struct ControlResponse: Codable, Equatable, Sendable {
     public func encodedLine() -> [UInt8] {
         jsonLine(self)
     }
+}
+
+/// How far a copy has come (a live export's backup job).
+public struct TransferProgress: Codable, Equatable, Sendable {
+    public var done: Int64
+    public var total: Int64
+
+    public init(done: Int64, total: Int64) {
+        self.done = done
+        self.total = total
+    }
+
+    /// 0…100.
+    public var percent: Double { total > 0 ? min(100, Double(done) * 100 / Double(total)) : 0 }
 }
