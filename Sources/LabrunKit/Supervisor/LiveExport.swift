@@ -29,6 +29,8 @@ final class LiveExport: LoopPart {
         var lastReported: Int64 = -1
     }
     private var running: Running?
+    /// An export that waits for a cancelled one (whose client went away) to end.
+    private var waiting: (path: String, compress: Bool, speed: Int, client: ControlServer.ConnectionID)?
     private var nextJob = 1
 
     init() {}
@@ -44,8 +46,14 @@ final class LiveExport: LoopPart {
     var isIdle: Bool { running == nil }
 
     func start(path: String, compress: Bool, speed: Int, from client: ControlServer.ConnectionID) {
-        guard running == nil else {
-            return reply(client, .failure(LabrunError("not exported: another export of this VM is under way; wait for it to finish")))
+        if let r = running {
+            // A job whose client has gone is being cancelled: the new export follows it.
+            guard !isConnected(r.client), waiting == nil else {
+                return reply(client, .failure(LabrunError("not exported: another export of this VM is under way; wait for it to finish")))
+            }
+            waiting = (path, compress, speed, client)
+            reply(client, .progress("waiting for a cancelled export to end"))
+            return cancel()
         }
         guard let q = qmp(), q.isReady, !q.isClosed else {
             return reply(client, .failure(LabrunError("not exported: QEMU is starting or shutting down; try again")))
@@ -75,22 +83,21 @@ final class LiveExport: LoopPart {
     }
 
     var interests: [PollInterest] { [] }
-    var deadline: Double? { running?.nextPoll }
+    /// The next poll of the job; now when an export waits to start.
+    var deadline: Double? { running?.nextPoll ?? (waiting != nil ? 0 : nil) }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
+        if running == nil, let w = waiting {
+            waiting = nil
+            start(path: w.path, compress: w.compress, speed: w.speed, from: w.client)
+        }
         guard var r = running, now >= r.nextPoll else { return }
         r.nextPoll = now + Self.pollInterval
         running = r
         if r.qmp.isClosed {
             return finish(r.jobID, .failure(LabrunError("not exported: QEMU ended before the copy was complete")))
         }
-        if !isConnected(r.client) {
-            guard !r.cancelling else { return }
-            running?.cancelling = true
-            notice("export cancelled (its labrun command went away): removing \(r.path)")
-            r.qmp.send(QMPCommand("block-job-cancel", ["device": .string(r.jobID), "force": .bool(true)]))
-            return
-        }
+        if !isConnected(r.client) { return cancel() }
         let jobID = r.jobID
         r.qmp.send(QMPCommand("query-block-jobs")) { [weak self] result in
             guard let self, let cur = running, cur.jobID == jobID, case .success(let jobs) = result,
@@ -101,6 +108,14 @@ final class LiveExport: LoopPart {
             p.transfer = TransferProgress(done: done, total: total)
             reply(cur.client, p)
         }
+    }
+
+    /// Cancels the running job, whose client has gone.
+    private func cancel() {
+        guard let r = running, !r.cancelling else { return }
+        running?.cancelling = true
+        notice("export cancelled (its labrun command went away): removing \(r.path)")
+        r.qmp.send(QMPCommand("block-job-cancel", ["device": .string(r.jobID), "force": .bool(true)]))
     }
 
     private func ended(_ jobID: String, cancelled: Bool, error: String?) {
@@ -124,5 +139,7 @@ final class LiveExport: LoopPart {
             if !isConnected(r.client) { notice(error.message) }
             reply(r.client, .failure(error))
         }
+        // An export waiting for this one starts on the next loop turn, not from inside the
+        // QMP client's event dispatch (which it would add a waiter to).
     }
 }
