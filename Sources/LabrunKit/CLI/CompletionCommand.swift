@@ -14,6 +14,7 @@ extension LabrunCLI {
         ("suspend", []), ("init", ["--arch", "--force"]), ("exec", ["--timeout"]), ("wait-ready", ["--timeout"]),
         ("run", ["--kernel", "--modules", "--reset", "--shared", "--timeout", "--keep"]),
         ("module", ["build", "load", "unload"]), ("gdb", []), ("completion", ["bash", "zsh", "fish"]), ("help", []),
+        ("export", ["--snapshot", "--compress", "--force"]), ("import", ["--force"]),
     ]
 
     static func completion(_ args: [String], _ context: Context) throws(LabrunError) -> Int32 {
@@ -68,6 +69,7 @@ enum Completion {
             --lab|--shared|--kernel|--modules|--qemu) COMPREPLY=($(compgen -f -- "$cur")); return ;;
             --accel) COMPREPLY=($(compgen -W "auto kvm tcg" -- "$cur")); return ;;
             --arch) COMPREPLY=($(compgen -W "x86_64 aarch64" -- "$cur")); return ;;
+            --snapshot) COMPREPLY=($(compgen -W "$(labrun "${lab[@]}" __complete snapshots)" -- "$cur")); return ;;
         esac
         case $cmd in
             snapshot)
@@ -79,6 +81,12 @@ enum Completion {
                     COMPREPLY=($(compgen -W "--json --tree" -- "$cur"))
                 else
                     COMPREPLY=($(compgen -W "--json --force --disk-only --message" -- "$cur"))
+                fi ;;
+            export|import)
+                if [[ $cur == -* ]]; then
+                    COMPREPLY=($(compgen -W "$(labrun __complete options "$cmd")" -- "$cur"))
+                else
+                    COMPREPLY=($(compgen -f -- "$cur"))
                 fi ;;
             module|init|attach|log|boot|run|reset|info|check|status|stop|suspend|exec|wait-ready|gdb|completion)
                 if [[ $cmd == module && -n $sub ]] || [[ $cmd == init && $cur != -* ]]; then
@@ -112,6 +120,10 @@ enum Completion {
             compadd -- ${(f)"$(labrun $lab __complete snapshots)"}
         elif [[ ( $cmd == module && -n $sub ) || $cmd == init ]]; then
             _files -/
+        elif [[ $cmd == export && ${words[CURRENT-1]} == --snapshot ]]; then
+            compadd -- ${(f)"$(labrun $lab __complete snapshots)"}
+        elif [[ ( $cmd == export || $cmd == import ) && ${words[CURRENT]} != -* ]]; then
+            _files
         else
             compadd -- ${(f)"$(labrun __complete options $cmd)"}
         fi
@@ -147,5 +159,7 @@ enum Completion {
     complete -c labrun -n __labrun_needs_command -a '(labrun __complete commands)'
     complete -c labrun -n 'not __labrun_needs_command' -a '(labrun __complete options (__labrun_command))'
     complete -c labrun -n '__fish_seen_subcommand_from restore delete create rename describe' -a '(labrun __complete snapshots)'
+    complete -c labrun -n '__fish_seen_subcommand_from export; and __fish_prev_arg_in --snapshot' -a '(labrun __complete snapshots)'
+    complete -c labrun -n '__fish_seen_subcommand_from export import' -F
     """#
 }

@@ -23,6 +23,8 @@ public enum Help {
       stop                   shut the running VM down
       suspend                save the whole running VM to disk and end it; boot resumes it
       init DIR               create a new lab in DIR from this one's images
+      export FILE            the lab's disk (now, or a --snapshot) as one standalone qcow2 file
+      import FILE DIR        a new lab in DIR from a file made by export
       exec -- CMD [ARGS]     run a command in the running guest (through the guest agent)
       run -- CMD [ARGS]      boot, run CMD in the guest, stop; exit with its status (git bisect run)
       module build|load|unload DIR   an out-of-tree kernel module for the lab's kernel
@@ -271,6 +273,40 @@ public enum Help {
     there by guest/build-tiny.sh when missing).
     """
 
+    public static let export = """
+    usage: labrun export FILE [--snapshot NAME] [--compress] [--force]
+
+    Writes the lab's disk as one standalone qcow2 file (no backing file: the runtime layer
+    flattened with the golden and base layers below it), to hand on or to keep. Without
+    --snapshot it is the disk as it is now; with --snapshot NAME, as it was in that snapshot.
+    `labrun import FILE DIR` makes a lab of it.
+
+    Stopped VM: qemu-img copies the images. Running VM: a QEMU backup job copies the disk in
+    the background while the guest runs on (the copy is the disk at the moment the export
+    started); a snapshot is read beside the running VM. Only what is on the disk is
+    exported: run `sync` in the guest first for files written just before.
+
+    The copy is written as FILE.PID.part, checked with `qemu-img check` (and compared with the
+    runtime layer when the VM is stopped), and renamed to FILE only at the end: a failure,
+    Ctrl-C or SIGTERM leaves no FILE (and removes the .part file). Progress goes to stderr.
+
+    options:
+      --snapshot NAME        export the disk of internal snapshot NAME (`labrun snapshot list`)
+      --compress             compress the data (smaller file, slower to write)
+      --force                replace an existing FILE
+    """
+
+    public static let importLab = """
+    usage: labrun import FILE DIR [--force]
+
+    Makes a new lab in DIR from FILE, a standalone qcow2 made by `labrun export` (e.g. a
+    student's state handed to a teacher). The file is copied (and checked) as the new lab's
+    golden image, with a fresh runtime layer on it: the lab boots where the export left off,
+    and `labrun reset` comes back to that. The kernel, initrd, memory and CPUs are this lab's
+    (--lab), as with `labrun init`. A file that is not qcow2 or has a backing file is refused.
+    --force replaces a lab already in DIR.
+    """
+
     public static func text(for command: String) -> String {
         switch command {
         case "boot": boot
@@ -290,6 +326,8 @@ public enum Help {
         case "wait-ready": waitReady
         case "attach": attach
         case "log": log
+        case "export": export
+        case "import": importLab
         default: main
         }
     }
@@ -307,6 +345,7 @@ extension Help {
         }
         let commands = ["boot", "attach", "log", "snapshot", "reset", "info", "check", "status", "stop", "suspend",
                         "init", "exec", "run", "wait-ready", "module", "gdb", "completion"]
+            + ["export", "import"]
         var out = ".TH LABRUN 1 \"2026\" \"\(version)\" \"User Commands\"\n"
         out += ".SH NAME\nlabrun \\- run and snapshot the QEMU VM of a kernel-development lab\n"
         out += ".SH SYNOPSIS\n.B labrun\n[\\-\\-lab DIR] COMMAND [ARGS]\n"

@@ -71,11 +71,14 @@ public enum LabrunCLI {
         case "module": return try module(args, context)
         case "gdb": return try gdb(args, context)
         case "completion": return try completion(args, context)
+        case "export": return try export(args, context)
+        case "import": return try importLab(args, context)
         default: throw .usage("unknown command '\(command)'")
         }
     }
 
-    static let knownCommands: Set<String> = ["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "attach", "log", "module", "gdb", "completion", "help"]
+    static let knownCommands: Set<String> = Set(["boot", "run", "snapshot", "reset", "info", "check", "status", "stop", "suspend", "init", "exec", "wait-ready", "attach", "log", "module", "gdb", "completion", "help"])
+        .union(["export", "import"])
 
     /// What every command needs: the lab, opened lazily (so `--help` works anywhere).
     struct Context {

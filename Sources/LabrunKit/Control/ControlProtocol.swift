@@ -28,6 +28,8 @@ public enum ControlOperation: String, Codable, Sendable, CaseIterable {
     case readFile = "read-file"
     /// Rename a snapshot of the running VM's runtime layer (`name` → `newName`).
     case snapshotRename = "snapshot.rename"
+    /// Copy the running VM's disk into a standalone qcow2 (a QMP backup job).
+    case export
 }
 
 /// What a client asks of the supervisor.
@@ -48,6 +50,9 @@ public enum ControlCommand: Equatable, Sendable {
     case readFile(path: String)
     /// Rename a snapshot (QEMU cannot while it holds the image: the VM is suspended around it).
     case renameSnapshot(old: String, new: String)
+    /// Back the running disk up into `path` (absolute: an empty standalone qcow2 of the
+    /// disk's size, made by the client); progress lines carry `transfer`. `speed` limits the job (bytes/s, 0: none).
+    case export(path: String, compress: Bool, speed: Int)
 }
 
 public struct ControlRequest: Equatable, Sendable {
@@ -70,6 +75,9 @@ public struct ControlRequest: Equatable, Sendable {
         var timeout: Int?
         var undo: Bool?
         var newName: String?
+        var path: String?
+        var compress: Bool?
+        var speed: Int?
     }
 
     private var wire: Wire {
@@ -82,6 +90,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .reset(let undo): w.op = .reset; w.undo = undo
         case .readFile(let path): w.op = .readFile; w.command = path
         case .renameSnapshot(let old, let new): w.op = .snapshotRename; w.name = old; w.newName = new
+        case .export(let path, let compress, let speed): w.op = .export; w.path = path; w.compress = compress; w.speed = speed
         case .exec(let line, let timeout): w.op = .exec; w.command = line; w.timeout = timeout
         case .snapshot(.list): w.op = .snapshotList
         case .snapshot(.create(let name, let force, let diskOnly)):
@@ -102,6 +111,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .reset: command = .reset(undo: w.undo ?? false)
         case .readFile: command = .readFile(path: w.command ?? "")
         case .snapshotRename: command = .renameSnapshot(old: w.name ?? "", new: w.newName ?? "")
+        case .export: command = .export(path: w.path ?? "", compress: w.compress ?? false, speed: w.speed ?? 0)
         case .exec: command = .exec(command: w.command ?? "", timeout: w.timeout ?? 0)
         case .snapshotList: command = .snapshot(.list)
         // A missing name is the empty name, which the snapshot rules refuse.
@@ -172,6 +182,8 @@ public struct ControlResponse: Codable, Equatable, Sendable {
     /// `exec` progress lines: output of the guest command, as it comes.
     public var stdout: String?
     public var stderr: String?
+    /// `export` progress: bytes copied so far of the total.
+    public var transfer: TransferProgress?
 
     public init() {}
 
@@ -193,4 +205,18 @@ public struct ControlResponse: Codable, Equatable, Sendable {
     public func encodedLine() -> [UInt8] {
         jsonLine(self)
     }
+}
+
+/// How far a copy has come (a live export's backup job).
+public struct TransferProgress: Codable, Equatable, Sendable {
+    public var done: Int64
+    public var total: Int64
+
+    public init(done: Int64, total: Int64) {
+        self.done = done
+        self.total = total
+    }
+
+    /// 0…100.
+    public var percent: Double { total > 0 ? min(100, Double(done) * 100 / Double(total)) : 0 }
 }

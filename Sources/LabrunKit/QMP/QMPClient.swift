@@ -142,6 +142,11 @@ extension QMPClient {
         }
     }
 
+    /// Gives `waiter` every event from now on until it returns true (then it is dropped).
+    func whenEvent(_ waiter: @escaping (String, JSONValue?) -> Bool) {
+        eventWaiters.append(waiter)
+    }
+
     /// Turns on MIGRATION events (QEMU sends them only when asked).
     func enableMigrationEvents(_ done: @escaping (String?) -> Void) {
         let cap: JSONValue = .object(["capability": .string("events"), "state": .bool(true)])

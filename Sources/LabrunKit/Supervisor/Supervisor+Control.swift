@@ -29,6 +29,8 @@ extension Supervisor {
         case .reset(let undo):
             hub.notice(undo ? "`labrun reset --undo` requested: back to the previous runtime layer" : "`labrun reset` requested: back to the golden image")
             beginRelaunch(.reset(undo: undo, requester: id))
+        case .export(let path, let compress, let speed):
+            exporter.start(path: path, compress: compress, speed: speed, from: id)
         }
     }
 

@@ -27,6 +27,8 @@ public final class Supervisor {
     let agent = GuestAgent()
     var operations: OperationQueue!
     var suspender: Suspender!
+    /// `labrun export` while the VM runs: one backup job at a time.
+    var exporter: LiveExport!
     /// Keys that wait while the boot checkpoint is made or the VM is reset in place.
     var heldKeys: [UInt8] = []
     /// The guest's console size as the terminals last asked for it, and as the guest has it
@@ -172,6 +174,8 @@ public final class Supervisor {
         suspender.makeJob = { [unowned self] in qmp.flatMap { $0.isReady && relaunching == nil ? suspendJob($0) : nil } }
         suspender.onSuspended = { [unowned self] in quit(.suspended) }
         control.onRequest = { [unowned self] in received($1, from: $0) }
+        exporter = LiveExport(control: control) { [unowned self] in hub.notice($0) }
+        exporter.qmp = { [unowned self] in qmp }
         hub.notice("booting \(lab.root) (\(command.accelerator.rawValue), \(command.memoryMiB) MiB, QEMU pid \(child.pid)); Ctrl-a h for help, Ctrl-a d detaches, Ctrl-a x quits")
     }
 
@@ -235,6 +239,7 @@ public final class Supervisor {
         if let log { all.append(log) }
         all.append(crashes)
         if let checkpointer { all.append(checkpointer) }
+        all.append(exporter)
         parts = all
         return all
     }
