@@ -60,6 +60,24 @@ struct KernelTests {
         #expect(wrong.stderr.contains("no lib/modules/\(testKernel!.release)"), "\(wrong.stderr)")
     }
 
+    /// A VM of another kernel, suspended, comes back with that kernel and its modules disk,
+    /// whatever the next boot's flags say (the devices must be the same to take the state back).
+    @Test func aSuspendedVMOfAnotherKernelResumesWithIt() throws {
+        let lab = try TestLab()
+        let copy = parentDirectory(lab.root) + "/bzImage"
+        #expect(try Spawner.run("cp", [kernel, copy]).status == .exited(0))
+        let booted = try lab.cli(["boot", "--detach", "--kernel", copy, "--modules", testKernel!.root])
+        try #require(booted.status == .exited(0), "\(booted.stderr)")
+        #expect(try lab.cli(["exec", "--", "sh", "-c", "modprobe loop"]).status == .exited(0))
+        let suspended = try lab.cli(["suspend"])
+        try #require(suspended.status == .exited(0), "\(suspended.stderr)")
+        let resumed = try lab.cli(["boot", "--detach"])
+        try #require(resumed.status == .exited(0), "\(resumed.stderr)")
+        let r = try lab.cli(["exec", "--", "sh", "-c", "uname -r; grep -c '^loop ' /proc/modules; modprobe dummy && echo more"])
+        #expect(r.stdout == "\(testKernel!.release)\n1\nmore\n", "\(r.stdout)\(r.stderr)")
+        _ = try lab.cli(["stop"])
+    }
+
     /// A kernel that cannot boot the lab (here: its virtio and ext4 are modules, and none are
     /// given) fails within seconds with the initrd's reason and status 125, never a hang.
     @Test func aKernelThatCannotBootTheLabFailsWithTheReason() throws {

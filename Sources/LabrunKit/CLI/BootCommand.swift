@@ -92,8 +92,9 @@ extension LabrunCLI {
         if let initrd = lab.initrdPath, !fileExists(initrd) {
             throw LabrunError("no initrd at \(initrd): build the default guest with `make guest`")
         }
-        // Another kernel's modules: its early ones added to the initrd, all of them on a disk.
-        if !options.resumeSuspended {
+        // Another kernel's modules: its early ones added to the initrd, all of them on a disk
+        // (a suspended VM's kernel and modules came back with `resuming`).
+        do {
             let planned = try kernelModules(lab, kernel: command.kernelPath, given: options.modules, build: true)
             options.kernelModules = planned.boot
             for note in planned.notes { printError(note) }

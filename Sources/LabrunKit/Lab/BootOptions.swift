@@ -45,6 +45,8 @@ extension BootOptions {
         o.loadSnapshot = nil
         o.checkpoint = .none
         o.resumeSuspended = true
+        o.kernel = suspended.kernel
+        o.modules = suspended.modules
         return o
     }
 }

@@ -8,6 +8,17 @@ public struct SuspendedState: Codable, Equatable, Sendable {
     /// When it was suspended (seconds since 1970).
     public var date: Double
     public var shape: VMShape
+    /// The kernel it was booted with (`--kernel`) and that kernel's modules (`--modules`), when
+    /// not the lab's own: the resumed VM needs the same devices (the modules disk).
+    public var kernel: String?
+    public var modules: String?
+
+    public init(date: Double, shape: VMShape, kernel: String? = nil, modules: String? = nil) {
+        self.date = date
+        self.shape = shape
+        self.kernel = kernel
+        self.modules = modules
+    }
 
     public static func statePath(_ lab: Lab) -> String { lab.root + "/.labrun-suspended.state" }
     public static func infoPath(_ lab: Lab) -> String { lab.root + "/.labrun-suspended.json" }

@@ -280,7 +280,10 @@ public final class Supervisor {
     }
 
     func suspendJob(_ q: QMPClient) -> SuspendJob {
-        SuspendJob(qmp: q, agent: agent, lab: lab, shape: command.shape, shareExported: command.options.shared != nil)
+        let job = SuspendJob(qmp: q, agent: agent, lab: lab, shape: command.shape, shareExported: command.options.shared != nil)
+        job.kernel = command.options.kernel
+        job.modules = command.options.modules
+        return job
     }
 
     func statusLine() -> String {

@@ -8,6 +8,9 @@ final class SuspendJob {
     let lab: Lab
     let shape: VMShape
     let shareExported: Bool
+    /// `--kernel` and its `--modules` (nil: the lab's kernel), kept with the saved state.
+    var kernel: String?
+    var modules: String?
 
     init(qmp: QMPClient, agent: GuestAgent, lab: Lab, shape: VMShape, shareExported: Bool) {
         self.qmp = qmp
@@ -38,7 +41,7 @@ final class SuspendJob {
             if let why { return failed(why) }
             do {
                 try renameFile(part, SuspendedState.statePath(lab))
-                try SuspendedState(date: wallClockSeconds(), shape: shape).save(in: lab)
+                try SuspendedState(date: wallClockSeconds(), shape: shape, kernel: kernel, modules: modules).save(in: lab)
                 done(nil)
             } catch {
                 SuspendedState.discard(in: lab)
