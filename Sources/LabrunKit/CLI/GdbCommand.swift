@@ -19,17 +19,30 @@ extension LabrunCLI {
         }
         guard let gdb = findExecutable("gdb") else { throw LabrunError("gdb not found: apt-get install gdb") }
         var commands = ["set pagination off", "set confirm off"]
-        switch kernelSymbols(controller) {
-        case .success(let file):
-            commands.append("symbol-file \(file)")
-        case .failure(let why):
-            printError("no kernel symbols (\(why.message)); gdb starts without names")
-            if fileExists(controller.lab.kernelPath) { commands.append("file \(controller.lab.kernelPath)") }
+        let kernel = status.kernel ?? controller.lab.kernelPath
+        // A kernel built with debug info (a tree's vmlinux, or the vmlinux beside its bzImage):
+        // all of it, moved to where KASLR put the kernel this boot.
+        let tree = parentDirectory(kernel)
+        let vmlinux = [kernel, tree + "/vmlinux"].first { ElfSymbols.hasDebugInfo($0) }
+        if let vmlinux {
+            let offset = kaslrOffset(controller, vmlinux: vmlinux)
+            commands.append("symbol-file \(vmlinux)" + (offset == 0 ? "" : " -o \(offset)"))
+        } else {
+            switch kernelSymbols(controller) {
+            case .success(let file):
+                commands.append("symbol-file \(file)")
+            case .failure(let why):
+                printError("no kernel symbols (\(why.message)); gdb starts without names")
+                if fileExists(kernel) { commands.append("file \(kernel)") }
+            }
         }
         commands.append("target remote 127.0.0.1:\(port)")
-        // The kernel's own gdb scripts (lx-symbols, lx-dmesg …) when the kernel came from a tree.
-        let tree = parentDirectory(controller.lab.kernelPath)
-        if fileExists(tree + "/vmlinux-gdb.py") { commands.append("source \(tree)/vmlinux-gdb.py") }
+        // The kernel's own gdb scripts (lx-symbols, lx-dmesg …) when the kernel came from a tree:
+        // they need the debug info, and find the loaded modules themselves (lx-symbols).
+        if vmlinux != nil, fileExists(tree + "/vmlinux-gdb.py") {
+            commands.append("add-auto-load-safe-path \(tree)")
+            commands.append("source \(tree)/vmlinux-gdb.py")
+        }
         var config = SpawnConfiguration(executable: gdb, arguments: ["-q"] + commands.flatMap { ["-ex", $0] } + gdbArgs)
         config.standardInput = .inherit
         config.standardOutput = .inherit
@@ -43,9 +56,18 @@ extension LabrunCLI {
         return 1
     }
 
-    /// The running kernel's text symbols as an ELF file (cached in the run directory while the
-    /// same kernel runs), or why not.
-    static func kernelSymbols(_ controller: LabController) -> Result<String, LabrunError> {
+    /// How far KASLR moved the running kernel from `vmlinux`'s link address: the guest's `_text`
+    /// (its /proc/kallsyms) less the file's; 0 when either is unknown (or there is no KASLR).
+    static func kaslrOffset(_ controller: LabController, vmlinux: String) -> Int64 {
+        guard let linked = ElfSymbols.address(of: "_text", in: vmlinux),
+              case .success(let kallsyms) = guestKallsyms(controller),
+              let line = kallsyms.split(separator: 0x0A).first(where: { $0.count > 8 && String(decoding: $0.suffix(8), as: UTF8.self) == " T _text" }),
+              let running = UInt64(String(decoding: line.prefix { $0 != 0x20 }, as: UTF8.self), radix: 16) else { return 0 }
+        return Int64(bitPattern: running &- linked)
+    }
+
+    /// The guest's /proc/kallsyms, read through its agent.
+    static func guestKallsyms(_ controller: LabController) -> Result<[UInt8], LabrunError> {
         guard let link = controller.supervisor() else { return .failure(LabrunError("the VM stopped")) }
         let r: ControlResponse
         do { r = try link.send(.readFile(path: "/proc/kallsyms")) { _ in } } catch {
@@ -63,7 +85,19 @@ extension LabrunCLI {
         guard let unpacked = try? Spawner.run("gzip", ["-dc", gzPath]), unpacked.status.isSuccess else {
             return .failure(LabrunError("gzip could not unpack the guest's kallsyms"))
         }
-        let symbols = KallsymsFile.textSymbols(unpacked.standardOutput)
+        return .success(unpacked.standardOutput)
+    }
+
+    /// The running kernel's text symbols as an ELF file (cached in the run directory while the
+    /// same kernel runs), or why not.
+    static func kernelSymbols(_ controller: LabController) -> Result<String, LabrunError> {
+        let kallsyms: [UInt8]
+        switch guestKallsyms(controller) {
+        case .success(let k): kallsyms = k
+        case .failure(let e): return .failure(e)
+        }
+        let dir = controller.run.path + "/gdb"
+        let symbols = KallsymsFile.textSymbols(kallsyms)
         guard symbols.count > 100 else {
             return .failure(LabrunError("the guest's /proc/kallsyms has no addresses (kernel.kptr_restrict?)"))
         }

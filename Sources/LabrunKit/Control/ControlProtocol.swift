@@ -166,6 +166,8 @@ public struct SupervisorStatus: Codable, Equatable, Sendable {
     public var guest: String?
     /// The title of the last kernel crash report, if any.
     public var lastReport: String?
+    /// The kernel the VM booted (the lab's, or `--kernel`).
+    public var kernel: String?
 }
 
 public struct ControlResponse: Codable, Equatable, Sendable {

@@ -50,24 +50,30 @@ extension SnapshotTable {
         }
         for k in children.keys { children[k]!.sort { ($0.info.dateSeconds, $0.info.dateNanoseconds) < ($1.info.dateSeconds, $1.info.dateNanoseconds) } }
         var seen: Set<String> = []
+        var rows: [(prefix: String, entry: SnapshotEntry)] = []
         func walk(_ parent: String, _ prefix: String) {
             let kids = children[parent] ?? []
             for (i, e) in kids.enumerated() where !seen.contains(e.info.name) {
                 seen.insert(e.info.name)
                 let last = i == kids.count - 1
-                let date = CalendarTime.local(e.info.dateSeconds)
-                var line = prefix + (last ? "└── " : "├── ")
-                line += e.isCurrent ? colour.current(e.info.name) : colour.name(e.info.name)
-                line += "  " + date.date(separator: "-") + " " + date.time(separator: ":")
-                line += "  " + (e.info.hasVMState ? "RAM " + formatBytes(e.info.vmStateSize) : "disk only")
-                line += "  frees " + space(e)
-                if let d = e.description { line += "  " + colour.dim("\"" + oneLine(d, width: 60) + "\"") }
-                if e.isCurrent { line += "  " + colour.current("<- the VM is here") }
-                lines.append(line)
+                rows.append((prefix + (last ? "└── " : "├── "), e))
                 walk(e.info.name, prefix + (last ? "    " : "│   "))
             }
         }
         walk("", "")
+        // The dates line up after the longest branch and name.
+        let width = rows.map { $0.prefix.count + $0.entry.info.name.count }.max() ?? 0
+        for (prefix, e) in rows {
+            let date = CalendarTime.local(e.info.dateSeconds)
+            var line = prefix + (e.isCurrent ? colour.current(e.info.name) : colour.name(e.info.name))
+            line += String(repeating: " ", count: width - prefix.count - e.info.name.count)
+            line += "  " + date.date(separator: "-") + " " + date.time(separator: ":")
+            line += "  " + (e.info.hasVMState ? "RAM " + formatBytes(e.info.vmStateSize) : "disk only")
+            line += "  frees " + space(e)
+            if let d = e.description { line += "  " + colour.dim("\"" + oneLine(d, width: 60) + "\"") }
+            if e.isCurrent { line += "  " + colour.current("<- the VM is here") }
+            lines.append(line)
+        }
         if entries.isEmpty { lines.append("└── (no snapshots)") }
         return lines.joined(separator: "\n")
     }

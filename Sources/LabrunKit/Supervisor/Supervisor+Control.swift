@@ -9,7 +9,8 @@ extension Supervisor {
                                         runState: stuck == nil ? runState : "not responding", uptimeSeconds: monotonicSeconds() - startedAt,
                                         accelerator: command.accelerator.rawValue, shared: command.options.shared,
                                         gdbPort: command.options.gdbPort, agent: agent.isReady, notResponding: stuck,
-                                        guest: stuck == nil ? crashes.guestState : "not responding", lastReport: crashes.reports.last?.title)
+                                        guest: stuck == nil ? crashes.guestState : "not responding", lastReport: crashes.reports.last?.title,
+                                        kernel: command.kernelPath)
             r.message = statusLine()
             control.respond(id, r)
         case .stop:
