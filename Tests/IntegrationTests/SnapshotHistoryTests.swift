@@ -79,6 +79,13 @@ extension SnapshotSuites {
             try lab.ok(["snapshot", "delete", "branch"])
             #expect(try lab.story().allSatisfy { !$0.current })
 
+            // `init --force` over the lab keeps the old layer (and its story) as the undo step.
+            let again = try labrun(["--lab", repositoryRoot, "init", "--force", lab.root])
+            #expect(again.status == .exited(0) && again.stdout.contains("reset --undo"), "\(again.stdout)\(again.stderr)")
+            #expect(try lab.story().isEmpty)
+            try lab.ok(["reset", "--undo", "--yes"])
+            #expect(try lab.story().map(\.name) == ["second", "by-qemu-img"])
+
             // The story survives moving the lab.
             try lab.ok(["snapshot", "describe", "second", "moved along"])
             let moved = lab.root + "-moved"

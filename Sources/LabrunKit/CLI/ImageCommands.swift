@@ -213,7 +213,16 @@ extension LabrunCLI {
         guard makeDirectory(target), makeDirectory(target + "/shared") else { throw LabrunError("cannot create \(target)") }
         let lab = Lab(root: realPath(target) ?? target, config: LabConfig())
         let runtime = lab.runtimePath
-        if fileExists(runtime) { removeFile(runtime) }
+        var keptUndo = false
+        if fileExists(runtime) {
+            // --force: the old layer (its snapshots and their story) becomes the undo step, as
+            // with `reset`, rather than being lost.
+            try ImageLock.requireUnlocked([runtime], action: "replace the runtime layer of \(lab.root)")
+            do { try renameFile(runtime, lab.undoPath) } catch { throw error.asLabrunError }
+            SuspendedState.moveToUndo(in: lab)
+            SnapshotHistory(lab: lab).layerReset()
+            keptUndo = true
+        }
         try QemuImg().createOverlay(path: runtime, backing: realPath(source.goldenPath) ?? source.goldenPath, backingFormat: "qcow2")
         var conf = "# labrun lab created from \(source.root)\n"
         conf += "arch = \(arch.rawValue)\n"
@@ -227,7 +236,8 @@ extension LabrunCLI {
         let made = try Lab.open(lab.root)
         try made.recordGoldenIdentity()
         FreshRuntime.mark(made)
-        say("created lab \(lab.root): its runtime layer is backed by \(source.goldenPath); boot it with `labrun --lab \(lab.root) boot`")
+        say("created lab \(lab.root): its runtime layer is backed by \(source.goldenPath); boot it with `labrun --lab \(lab.root) boot`"
+            + (keptUndo ? " (the previous runtime layer is kept as \(Lab.undoName): `labrun reset --undo`)" : ""))
         return 0
     }
 
