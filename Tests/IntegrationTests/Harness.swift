@@ -153,7 +153,12 @@ final class ConsoleSession {
         // A prompt on a line of its own: the one the shell prints after the command. A prompt
         // it redraws in place (the console got its size, a terminal query timed out) starts
         // with a carriage return only, and is not the next command's.
-        return try expect("\n" + Self.prompt, timeout: timeout)
+        // bash turns bracketed paste on before each prompt once TERM is a real terminal's.
+        let from = cursor
+        // (After an empty command it is turned off and on again with nothing between.)
+        let prompts = ["\n" + Self.prompt, "\n\u{1B}[?2004h" + Self.prompt, "\n\u{1B}[?2004l\r\u{1B}[?2004h" + Self.prompt]
+        try expectAny(prompts, timeout: timeout)
+        return String(decoding: transcript[from..<cursor], as: UTF8.self)
     }
 
     static let prompt = "root@lab:"
