@@ -20,7 +20,12 @@ case $labrun in /*) ;; *) labrun=$PWD/$labrun ;; esac
 if [ -x /usr/bin/python3 ]; then py=/usr/bin/python3; else py=$(command -v python3 || true); fi
 fail() { echo "bench: $*" >&2; exit 1; }
 [ -n "$py" ] || fail "python3 not found (apt-get install python3)"
-[ -x "$labrun" ] || fail "no labrun binary at $labrun: run \`swift build -c release --product labrun\` (or set LABRUN_BIN)"
+[ -x "$labrun" ] || fail "no labrun binary at $labrun: run \`make build\` (or set LABRUN_BIN)"
+# `make build` links the Swift runtime statically; a plain `swift build -c release` does not, and
+# every CLI figure then carries about 3 ms more of dynamic loading.
+if command -v ldd >/dev/null && ldd "$labrun" 2>/dev/null | grep -q libswiftCore; then
+    echo "bench: note: $labrun loads the Swift runtime dynamically (plain swift build): CLI figures come out ~3 ms slower than with \`make build\`" >&2
+fi
 command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
 command -v qemu-img >/dev/null || fail "qemu-img not found: apt-get install qemu-utils"
 [ -f "$root/guest-build/vmlinux" ] && [ -f "$root/debian-rootfs.qcow2" ] || fail "no tiny guest in $root: run \`make guest\`"
