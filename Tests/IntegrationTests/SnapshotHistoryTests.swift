@@ -95,6 +95,26 @@ extension SnapshotSuites {
             #expect(r.stdout.contains("moved along"), "\(r.stdout)\(r.stderr)")
         }
 
+        /// Colour at a terminal (names, the current snapshot, errors), none with NO_COLOR.
+        @Test func colourOnlyAtATerminalWithoutNoColor() throws {
+            let lab = try TestLab()
+            try lab.ok(["snapshot", "create", "painted", "-m", "colour"])
+            // (The environment adds to the test run's, which may have NO_COLOR set: an empty one counts as unset.)
+            func onTerminal(_ args: [String], _ env: [String: String]) throws -> String {
+                let s = try ConsoleSession(arguments: ["--lab", lab.root] + args, environment: env)
+                _ = s.waitForExit(timeout: 10)
+                return s.text
+            }
+            let coloured = try onTerminal(["snapshot", "list", "--tree"], ["TERM": "xterm", "NO_COLOR": ""])
+            #expect(coloured.contains("\u{1B}[1;32mpainted\u{1B}[0m"), "\(coloured.debugDescription)")
+            let error = try onTerminal(["snapshot", "describe", "missing", "x"], ["TERM": "xterm", "NO_COLOR": ""])
+            #expect(error.contains("\u{1B}[1;31mlabrun:\u{1B}[0m"), "\(error.debugDescription)")
+            for env in [["TERM": "xterm", "NO_COLOR": "1"], ["TERM": "dumb"]] {
+                let plain = try onTerminal(["snapshot", "list", "--tree"], env)
+                #expect(plain.contains("painted") && !plain.contains("\u{1B}["), "\(env): \(plain.debugDescription)")
+            }
+        }
+
         /// Bad descriptions and names are refused in one line and change nothing; a corrupt
         /// history file loses no snapshot.
         @Test func badInputAndACorruptHistory() throws {
