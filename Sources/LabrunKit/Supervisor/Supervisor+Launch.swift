@@ -3,6 +3,7 @@
 extension Supervisor {
     /// Starts `command`'s QEMU on a new pty and makes the parts that belong to it.
     func launch() throws(LabrunError) {
+        guestSpoke = false
         let launch: QemuLaunch
         do {
             launch = try QemuLaunch.start(command.spawnConfiguration(runDirectory: run), size: consoleSize ?? WindowSize(rows: 24, columns: 80))
@@ -19,6 +20,12 @@ extension Supervisor {
         exitNoted = false
         relay = GuestRelay(pty: launch.console)
         relay.onOutput = { [unowned self] in
+            // A snapshot resumed with -loadvm is used up once the guest runs from it (its
+            // console speaks), even if QMP's handshake has not finished when the VM is quit.
+            if !guestSpoke {
+                guestSpoke = true
+                if command.options.loadSnapshot != nil { removeFile(run.resumeFile) }
+            }
             checkpointer?.output($0)
             if lab.config.crashDetection { crashes.feed($0) }
             hub.output($0)

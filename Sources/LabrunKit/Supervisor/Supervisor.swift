@@ -51,6 +51,8 @@ public final class Supervisor {
 
     /// A reset in place under way: the old QEMU is ending, a new one follows.
     var relaunching: Relaunch?
+    /// The guest has written to its console since this QEMU started.
+    var guestSpoke = false
     /// Why a live rename (done during a relaunch) failed, for its answer.
     var renameFailure: LabrunError?
     var exitReason: ExitReason?
