@@ -52,8 +52,18 @@ struct SupervisorFaultTests {
         try lab.ok(["snapshot", "create", "big1"])
 
         // The dying client, then `list` at once: list must print the list, not big2's answer.
+        // Killed while its savevm runs (the VM is paused then): not at a fixed delay, which a
+        // loaded machine can reach before the request was even sent.
+        func waitForSavevm() throws {
+            let deadline = monotonicSeconds() + 10
+            while monotonicSeconds() < deadline {
+                if try lab.cli(["status"]).stdout.contains("paused") { return }
+                sleepSeconds(0.02)
+            }
+            Issue.record("the snapshot never started (the VM was never paused)")
+        }
         let doomed = try Background(["--lab", lab.root, "snapshot", "create", "big2"])
-        sleepSeconds(0.15)
+        try waitForSavevm()
         doomed.child.send(.kill)
         doomed.child.wait()
         let list = try lab.cli(["snapshot", "list", "--json"])
@@ -63,7 +73,7 @@ struct SupervisorFaultTests {
 
         // The same with delete: its answer is its own, and it did what it said.
         let doomed2 = try Background(["--lab", lab.root, "snapshot", "create", "big3"])
-        sleepSeconds(0.15)
+        try waitForSavevm()
         doomed2.child.send(.kill)
         doomed2.child.wait()
         let delete = try lab.cli(["snapshot", "delete", "big1"])
