@@ -219,8 +219,7 @@ extension LabrunCLI {
             // with `reset`, rather than being lost.
             try ImageLock.requireUnlocked([runtime], action: "replace the runtime layer of \(lab.root)")
             do { try renameFile(runtime, lab.undoPath) } catch { throw error.asLabrunError }
-            SuspendedState.moveToUndo(in: lab)
-            SnapshotHistory(lab: lab).layerReset()
+            LabController(lab: lab).layerMovedToUndo()
             keptUndo = true
         }
         try QemuImg().createOverlay(path: runtime, backing: realPath(source.goldenPath) ?? source.goldenPath, backingFormat: "qcow2")

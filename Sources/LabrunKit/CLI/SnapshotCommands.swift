@@ -32,7 +32,6 @@ extension LabrunCLI {
             return 0
         case "rename", "mv":
             let a = try ArgumentSpec(positionals: 2...2).parse(rest, command: "snapshot rename")
-            try SnapshotName.validateNew(a.positionals[1])
             say(try context.controller().renameSnapshot(a.positionals[0], to: a.positionals[1]).message)
             return 0
         case "describe":

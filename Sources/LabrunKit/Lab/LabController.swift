@@ -269,9 +269,15 @@ extension LabController {
             throw error
         }
         try setPendingResume(nil)
+        layerMovedToUndo(hadLayer: hadLayer)
+        return "reset: a fresh \(Lab.runtimeName) on the golden image" + (fileExists(lab.undoPath) ? "; the previous one is kept as \(Lab.undoName) (`labrun reset --undo`)" : "")
+    }
+
+    /// What goes with a runtime layer renamed to the undo step: its suspended VM and where its
+    /// snapshot story stood (`reset`, `init --force`).
+    public func layerMovedToUndo(hadLayer: Bool = true) {
         SuspendedState.moveToUndo(in: lab)
         if hadLayer { SnapshotHistory(lab: lab).layerReset() }
-        return "reset: a fresh \(Lab.runtimeName) on the golden image" + (fileExists(lab.undoPath) ? "; the previous one is kept as \(Lab.undoName) (`labrun reset --undo`)" : "")
     }
 
     /// `reset --undo`: the runtime layer and the undo step swap (each with its suspended VM).
@@ -308,13 +314,27 @@ extension LabController {
         }
     }
 
+    /// The runtime layer's snapshots, read straight from its table (running or not), else
+    /// through qemu-img with force-share.
+    public func runtimeSnapshots() throws(LabrunError) -> [SnapshotInfo] {
+        if let table = Qcow2SnapshotTable.read(lab.runtimePath) { return table }
+        return try qemuImg().snapshots(lab.runtimePath, shareLocks: true)
+    }
+
+    /// The snapshot `rename OLD NEW` acts on, under the rules of delete (OLD) and create (NEW).
+    public func renameTarget(_ old: String, to new: String) throws(LabrunError) -> SnapshotInfo {
+        let table = try runtimeSnapshots()
+        do {
+            try SnapshotRules.validate(.create(name: new))
+            _ = try SnapshotRules.checkCreate(new, force: false, existing: table, image: lab.runtimePath)
+            return try SnapshotRules.target(old, existing: table, image: lab.runtimePath)
+        } catch { throw error.asLabrunError }
+    }
+
     /// Rewrites the runtime layer's table (nobody may hold it) and carries the lab's records
     /// over: the story, the VM shape, a pending resume.
     public func renameOffline(_ old: String, to new: String) throws(LabrunError) -> SnapshotInfo {
-        let table = Qcow2SnapshotTable.read(lab.runtimePath) ?? []
-        guard let s = table.first(where: { $0.name == old }) else {
-            throw LabrunError(Messages.text(of: SnapshotError.missing(name: old, existing: table.map(\.name))))
-        }
+        let s = try renameTarget(old, to: new)
         try Qcow2SnapshotRename.rename(lab.runtimePath, from: old, to: new)
         SnapshotHistory(lab: lab).renamed(s, to: new)
         SnapshotShapes(lab: lab).renamed(s, to: new)
@@ -327,20 +347,11 @@ extension LabController {
     public func describeSnapshot(_ name: String, _ text: String) throws(LabrunError) -> String {
         try SnapshotHistory.validateDescription(text)
         try requireRuntime()
-        let table: [SnapshotInfo]
-        if let t = Qcow2SnapshotTable.read(lab.runtimePath) { table = t } else { table = try offlineSnapshotsReadOnly() }
-        let matches = table.filter { $0.name == name }
-        guard let s = matches.first else {
-            throw LabrunError(Messages.text(of: SnapshotError.missing(name: name, existing: table.map(\.name))))
-        }
-        guard matches.count == 1 else { throw LabrunError(Messages.text(of: SnapshotError.ambiguous(name: name, ids: matches.map(\.id), image: lab.runtimePath))) }
+        let table = try runtimeSnapshots()
+        let s: SnapshotInfo
+        do { s = try SnapshotRules.target(name, existing: table, image: lab.runtimePath) } catch { throw error.asLabrunError }
         SnapshotHistory(lab: lab).describe(s, text)
         return text.isEmpty ? "cleared the description of snapshot '\(name)'" : "described snapshot '\(name)'"
-    }
-
-    /// The table through qemu-img with force-share (the fallback when it cannot be read directly).
-    private func offlineSnapshotsReadOnly() throws(LabrunError) -> [SnapshotInfo] {
-        try qemuImg().snapshots(lab.runtimePath, shareLocks: true)
     }
 
     /// `snapshot list` with the story: the table (live or offline), labrun's history and the

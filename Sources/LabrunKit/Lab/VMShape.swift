@@ -65,11 +65,7 @@ public struct SnapshotShapes {
         let live = Set(existing.map(Self.key))
         var table = all().filter { live.contains($0.key) }
         table[Self.key(snapshot)] = shape
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(table) else { return }
-        let tmp = path + ".part"
-        if (try? String(decoding: data, as: UTF8.self).write(toFile: tmp)) != nil { try? renameFile(tmp, path) }
+        write(table)
     }
 }
 

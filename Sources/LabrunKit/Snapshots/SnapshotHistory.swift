@@ -56,10 +56,13 @@ public struct SnapshotHistory: Sendable {
 
     /// The file's content: empty when there is none; a corrupt one is moved aside (once) and
     /// read as empty; a newer version is read for what it has.
-    public func load() -> SnapshotHistoryFile {
-        guard let bytes = readSmallFile(path, limit: 16 << 20), !bytes.isEmpty else { return SnapshotHistoryFile() }
-        if let file = try? JSONDecoder().decode(SnapshotHistoryFile.self, from: Data(bytes)) { return file }
-        return SnapshotHistoryFile()
+    public func load() -> SnapshotHistoryFile { read().file }
+
+    /// The file's content, and whether it is there but unreadable (corrupt).
+    private func read() -> (file: SnapshotHistoryFile, corrupt: Bool) {
+        guard let bytes = readSmallFile(path, limit: 16 << 20), !bytes.isEmpty else { return (SnapshotHistoryFile(), false) }
+        if let file = try? JSONDecoder().decode(SnapshotHistoryFile.self, from: Data(bytes)) { return (file, false) }
+        return (SnapshotHistoryFile(), true)
     }
 
     /// Read, change and write back under the lab's history lock (the supervisor and the CLI
@@ -68,14 +71,8 @@ public struct SnapshotHistory: Sendable {
         guard let lock = try? FileDescriptor.open(path + ".lock", FileDescriptor.createLock, mode: 0o644) else { return }
         defer { lock.close() }
         _ = exclusiveLock(lock)
-        var file = SnapshotHistoryFile()
-        if let bytes = readSmallFile(path, limit: 16 << 20), !bytes.isEmpty {
-            if let f = try? JSONDecoder().decode(SnapshotHistoryFile.self, from: Data(bytes)) {
-                file = f
-            } else {
-                try? renameFile(path, path + ".corrupt")
-            }
-        }
+        var (file, corrupt) = read()
+        if corrupt { try? renameFile(path, path + ".corrupt") }
         let before = file
         change(&file)
         guard file != before else { return }

@@ -41,7 +41,7 @@ extension SnapshotTable {
     /// The family: each snapshot under the one the VM came from when it was taken (roots under
     /// the golden image), oldest first; the snapshot the VM is on says so. No trailing newline.
     public static func tree(_ entries: [SnapshotEntry], golden: String, colour: Colour = .off) -> String {
-        var lines = ["golden image (\(golden))" + (entries.contains { $0.isCurrent } || entries.isEmpty ? "" : "")]
+        var lines = ["golden image (\(golden))"]
         let names = Set(entries.map(\.info.name))
         var children: [String: [SnapshotEntry]] = [:]
         for e in entries {

@@ -44,6 +44,7 @@ extension Supervisor {
         operations.qemuRestarting(LabrunError("the VM was reset before the operation completed"))
         var requester: ControlServer.ConnectionID?
         var done = ""
+        var renameFailure: LabrunError?
         do {
             let controller = LabController(lab: lab)
             var options = command.options
@@ -57,7 +58,7 @@ extension Supervisor {
             case .cold:
                 removeFile(lab.runtimePath)
                 _ = try controller.ensureRuntimeLayer()
-            case .rename(let old, let new, let id, let pausedAt):
+            case .rename(let old, let new, let id, _):
                 requester = id
                 // The VM resumes whether or not the rename worked; the answer says which.
                 do {
@@ -67,7 +68,6 @@ extension Supervisor {
                     done = "not renamed: \(error.message); the VM was paused"
                     renameFailure = error
                 }
-                _ = pausedAt
             }
             if let suspended = SuspendedState.of(lab) {
                 options = options.resuming(suspended, in: lab)
@@ -96,7 +96,6 @@ extension Supervisor {
                     control.respond(requester, r)
                 }
             }
-            renameFailure = nil
             return
         }
         let how = command.options.resumesCheckpoint ? "resuming the boot checkpoint" : command.options.resumeSuspended ? "resuming its suspended VM" : "booting"
@@ -116,16 +115,7 @@ extension Supervisor {
     /// ends, the table is rewritten, and a new QEMU resumes the VM on the same terminals.
     /// The names are checked first, so a refusal never pauses the VM.
     func renameSnapshot(_ old: String, to new: String, requester id: ControlServer.ConnectionID) {
-        do throws(LabrunError) {
-            try SnapshotName.validateNew(new)
-            guard let table = Qcow2SnapshotTable.read(lab.runtimePath) else { throw LabrunError("cannot read the snapshot table of \(lab.runtimePath)") }
-            let matches = table.filter { $0.name == old }
-            guard !matches.isEmpty else {
-                throw LabrunError(Messages.text(of: SnapshotError.missing(name: old, existing: table.map(\.name))))
-            }
-            guard matches.count == 1 else { throw LabrunError("\(lab.runtimePath) has \(matches.count) snapshots named '\(old)'; rename them with qemu-img while the VM is stopped") }
-            if table.contains(where: { $0.name == new }) { throw LabrunError("a snapshot named '\(new)' already exists; choose another name (or delete it first)") }
-        } catch {
+        do { _ = try LabController(lab: lab).renameTarget(old, to: new) } catch {
             return control.respond(id, .failure(LabrunError("not renamed: \(error.message)")))
         }
         guard relaunching == nil, exitReason == nil, operations.isIdle, !operations.closed,

@@ -53,8 +53,6 @@ public final class Supervisor {
     var relaunching: Relaunch?
     /// The guest has written to its console since this QEMU started.
     var guestSpoke = false
-    /// Why a live rename (done during a relaunch) failed, for its answer.
-    var renameFailure: LabrunError?
     var exitReason: ExitReason?
     var runState = "starting"
     var exitNoted = false
