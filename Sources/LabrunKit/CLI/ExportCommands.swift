@@ -204,11 +204,7 @@ extension LabrunCLI {
             guard ready[fd] != nil else { continue }
             switch fd.read() {
             case .success(let bytes) where !bytes.isEmpty:
-                guard let got = try? lines.append(bytes) else { throw LabrunError("oversized reply from the supervisor") }
-                for line in got {
-                    guard let r = try? JSONDecoder().decode(ControlResponse.self, from: Data(line)) else {
-                        throw LabrunError("malformed reply from the supervisor")
-                    }
+                for r in try ControlClient.responses(bytes, &lines) {
                     if !r.final {
                         if let t = r.transfer { progress(t.percent) } else if let m = r.message { printError(m) }
                         continue

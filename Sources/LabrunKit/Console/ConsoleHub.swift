@@ -87,7 +87,12 @@ final class ConsoleHub: LoopPart {
         }
     }
 
-    var deadline: Double? { viewers.values.compactMap { $0.direct?.deadline }.min() }
+    /// The soonest notice a direct terminal holds back (asked every loop turn: no array made).
+    var deadline: Double? {
+        var soonest: Double?
+        for v in viewers.values { if let d = v.direct?.deadline, d < (soonest ?? .infinity) { soonest = d } }
+        return soonest
+    }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
         if ready[listener] != nil {

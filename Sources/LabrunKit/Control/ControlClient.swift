@@ -17,11 +17,7 @@ public enum ControlClient {
         while true {
             switch fd.read() {
             case .success(let bytes) where !bytes.isEmpty:
-                guard let got = try? lines.append(bytes) else { throw LabrunError("oversized reply from the supervisor") }
-                for line in got {
-                    guard let r = try? JSONDecoder().decode(ControlResponse.self, from: Data(line)) else {
-                        throw LabrunError("malformed reply from the supervisor")
-                    }
+                for r in try responses(bytes, &lines) {
                     if !r.final { progress(r); continue }
                     return r
                 }
@@ -30,6 +26,17 @@ public enum ControlClient {
             default:
                 throw LabrunError("the supervisor closed the connection before answering (did the VM stop?)")
             }
+        }
+    }
+
+    /// The responses complete in `lines` once `bytes` are added (one JSON object a line).
+    static func responses(_ bytes: [UInt8], _ lines: inout LineBuffer) throws(LabrunError) -> [ControlResponse] {
+        guard let got = try? lines.append(bytes) else { throw LabrunError("oversized reply from the supervisor") }
+        return try got.map { line throws(LabrunError) in
+            guard let r = try? JSONDecoder().decode(ControlResponse.self, from: Data(line)) else {
+                throw LabrunError("malformed reply from the supervisor")
+            }
+            return r
         }
     }
 }

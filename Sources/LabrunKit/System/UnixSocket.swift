@@ -143,16 +143,23 @@ extension UnixSocket {
                         UnsafeMutableRawBufferPointer(rebasing: controlRaw[(headerSize + i * 4)...]).copyMemory(from: v)
                     }
                 }
-                var iov = iovec(iov_base: dataRaw.baseAddress, iov_len: dataRaw.count)
-                return withUnsafeMutablePointer(to: &iov) { iovp in
-                    var m = msghdr()
-                    m.msg_iov = iovp
-                    m.msg_iovlen = 1
-                    m.msg_control = controlRaw.baseAddress
-                    m.msg_controllen = descriptors.isEmpty ? 0 : controlRaw.count
-                    return valueOrErrno { sendmsg(socket.rawValue, &m, Int32(MSG_NOSIGNAL)) }.map { Int($0) }
+                return withMessage(dataRaw, descriptors.isEmpty ? UnsafeMutableRawBufferPointer(start: nil, count: 0) : controlRaw) { m in
+                    valueOrErrno { sendmsg(socket.rawValue, &m, Int32(MSG_NOSIGNAL)) }.map { Int($0) }
                 }
             }
+        }
+    }
+
+    /// A message header over one data buffer and a control buffer (empty: no control data).
+    private static func withMessage<R>(_ data: UnsafeMutableRawBufferPointer, _ control: UnsafeMutableRawBufferPointer, _ body: (inout msghdr) -> R) -> R {
+        var iov = iovec(iov_base: data.baseAddress, iov_len: data.count)
+        return withUnsafeMutablePointer(to: &iov) { iovp in
+            var m = msghdr()
+            m.msg_iov = iovp
+            m.msg_iovlen = 1
+            m.msg_control = control.baseAddress
+            m.msg_controllen = control.count
+            return body(&m)
         }
     }
 
@@ -164,13 +171,7 @@ extension UnixSocket {
         var passed: [FileDescriptor] = []
         let r: Result<Int, Errno> = buffer.withUnsafeMutableBytes { dataRaw in
             control.withUnsafeMutableBytes { controlRaw in
-                var iov = iovec(iov_base: dataRaw.baseAddress, iov_len: dataRaw.count)
-                return withUnsafeMutablePointer(to: &iov) { iovp in
-                    var m = msghdr()
-                    m.msg_iov = iovp
-                    m.msg_iovlen = 1
-                    m.msg_control = controlRaw.baseAddress
-                    m.msg_controllen = controlRaw.count
+                withMessage(dataRaw, controlRaw) { m in
                     let n = valueOrErrno { recvmsg(socket.rawValue, &m, Int32(MSG_CMSG_CLOEXEC)) }
                     // Walk the control messages (normally one) for the descriptors.
                     var offset = 0
