@@ -179,9 +179,14 @@ status stop: build
 
 # --- tests -------------------------------------------------------------------------------
 
+# The whole run is kept in .build/test.log; when it fails, the failures are repeated at the end,
+# where a CI log's tail shows them.
+test: SHELL := /bin/bash
 test: deps debian-rootfs.qcow2 guest-aarch64/debian-rootfs.qcow2 test-kernel
 	$(SWIFT) build --build-tests
-	LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test --no-parallel
+	@set -o pipefail; LABRUN_ACCEL=$(TEST_ACCEL) $(SWIFT) test --no-parallel 2>&1 | tee .build/test.log || \
+	{ status=$$?; echo "==> failures (whole log: .build/test.log)"; \
+	  grep -E '✘|recorded an issue|Expectation failed|error:' .build/test.log | grep -v '^✘ Test run' | head -60; exit $$status; }
 
 # A kernel the lab was not built with, for KernelTests (--kernel with its own modules): Debian's
 # cloud kernel, about 26 MB once, kept in guest-build/test-kernel. Without it (no network) those

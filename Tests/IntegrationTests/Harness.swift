@@ -65,8 +65,10 @@ final class ConsoleSession {
     private var cursor = 0
     /// The terminal's settings before labrun started, to compare after it ends.
     let settingsBefore: termios
+    let arguments: [String]
 
     init(arguments: [String], environment: [String: String] = ["LABRUN_ACCEL": "tcg"], size: WindowSize = WindowSize(rows: 40, columns: 132)) throws {
+        self.arguments = arguments
         pty = try PseudoTerminal.open(size: size)
         // A cooked terminal, as a shell leaves it.
         var t = termios()
@@ -104,8 +106,18 @@ final class ConsoleSession {
             if left <= 0 { break }
             if !pump(timeout: min(left, 0.2)) && process.poll() != nil { break }
         }
-        Issue.record("did not see \(pattern.debugDescription) within \(timeout) s; screen tail:\n\(String(text.suffix(1500)))", sourceLocation: sourceLocation)
+        Issue.record("did not see \(pattern.debugDescription) within \(timeout) s; screen tail:\n\(String(text.suffix(1500)))\(labState)", sourceLocation: sourceLocation)
         throw ExpectationFailed()
+    }
+
+    /// The lab's status and the timestamped tail of its console log, for a failure's report
+    /// (what the supervisor knew, and when each line came).
+    var labState: String {
+        guard let i = arguments.firstIndex(of: "--lab"), i + 1 < arguments.count else { return "" }
+        let lab = arguments[i + 1]
+        let status = (try? labrun(["--lab", lab, "status"]))?.stdout ?? ""
+        let log = (try? labrun(["--lab", lab, "log", "--timestamps", "-n", "25"]))?.stdout ?? ""
+        return "\nlab status:\n\(status)\nconsole log tail:\n\(log)"
     }
 
     struct ExpectationFailed: Error {}
@@ -212,7 +224,7 @@ final class ConsoleSession {
             if left <= 0 { break }
             if !pump(timeout: min(left, 0.2)) && process.poll() != nil { break }
         }
-        Issue.record("did not see any of \(patterns) within \(timeout) s; screen tail:\n\(String(text.suffix(1500)))", sourceLocation: sourceLocation)
+        Issue.record("did not see any of \(patterns) within \(timeout) s; screen tail:\n\(String(text.suffix(1500)))\(labState)", sourceLocation: sourceLocation)
         throw ExpectationFailed()
     }
 
