@@ -205,6 +205,10 @@ public final class Supervisor {
 
     private func loop() {
         var set = PollSet()
+        guard let events = try? EventSet() else {
+            exitReason = exitReason ?? .qemuFailed("epoll_create1 failed")
+            return
+        }
         while !(child.status != nil && !relay.isOpen && relaunching == nil) {
             let parts = self.parts ?? currentParts()
             set.removeAll()
@@ -216,7 +220,7 @@ public final class Supervisor {
             if child.status != nil { next = min(next ?? .infinity, monotonicSeconds() + 0.05) }
             let timeout = next.map { Int32(max(0, $0 - monotonicSeconds()) * 1000) + 1 } ?? -1
             let ready: [FileDescriptor: Readiness]
-            do { ready = try set.wait(timeout: timeout) } catch {
+            do { ready = try events.wait(set, timeout: timeout) } catch {
                 exitReason = exitReason ?? .qemuFailed("poll failed: \(error)")
                 break
             }

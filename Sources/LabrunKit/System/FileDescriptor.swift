@@ -93,8 +93,14 @@ public struct FileDescriptor: RawRepresentable, Hashable, Sendable {
 
     @discardableResult
     func close(call: CloseCall) -> Result<Void, Errno> {
-        nothingOrErrno(retryOnInterrupt: false) { call(rawValue) }
+        Self.closedCount &+= 1
+        return nothingOrErrno(retryOnInterrupt: false) { call(rawValue) }
     }
+
+    /// How many descriptors this process has closed. An `EventSet` makes its registrations
+    /// anew when it moved: a closed number may come back as another file. (Every close goes
+    /// through here; the loops that read it run on the main thread.)
+    nonisolated(unsafe) static var closedCount = 0
 
     /// Runs `body` and closes the descriptor on every path.
     public func closeAfter<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {

@@ -42,6 +42,11 @@ public struct PollSet {
         add(interest.fd, read: interest.read, write: interest.write)
     }
 
+    /// Each descriptor and what it is wanted for (an `EventSet` waits on them instead).
+    func forEach(_ body: (_ fd: Int32, _ read: Bool, _ write: Bool) -> Void) {
+        for p in fds { body(p.fd, p.events & Int16(POLLIN) != 0, p.events & Int16(POLLOUT) != 0) }
+    }
+
     /// Waits up to `timeout` milliseconds (-1 forever). EINTR returns no readiness: the
     /// signal's byte is then waiting in the signal pipe. The corresponding C function is `poll`.
     public mutating func wait(timeout: Int32) throws(SystemCallError) -> [FileDescriptor: Readiness] {
