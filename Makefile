@@ -14,7 +14,7 @@ LABRUN_READY := $(if $(filter $(LABRUN_BUILD),$(LABRUN)),$(LABRUN_BUILD))
 TEST_ACCEL   ?= tcg
 
 # Debian packages labrun, its guest builder and its tests need.
-APT_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils busybox-static cpio xz-utils fakeroot e2fsprogs gdb
+APT_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils busybox-static cpio xz-utils fakeroot e2fsprogs gdb kmod
 
 # The guest `make run` (nodebug, shared, debug, snapshot …) uses: the tiny one in this checkout, or
 # the full Debian one in its own lab debian/ (`make rootfs` builds it and selects it). GUEST=tiny or
@@ -62,7 +62,7 @@ help:
 
 # Quick when everything is there (make run must start in milliseconds): the tools first, and
 # dpkg only when one is missing.
-DEP_TOOLS := qemu-system-x86_64 qemu-system-aarch64 qemu-img busybox cpio xz fakeroot mkfs.ext4 gdb
+DEP_TOOLS := qemu-system-x86_64 qemu-system-aarch64 qemu-img busybox cpio xz fakeroot mkfs.ext4 gdb depmod
 deps:
 	@all=1; for t in $(DEP_TOOLS); do command -v $$t >/dev/null 2>&1 || all=0; done; [ $$all = 0 ] || exit 0; \
 	missing=""; \

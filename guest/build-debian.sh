@@ -133,7 +133,7 @@ for p in "${PACKAGES[@]}"; do
 done
 debian_mirrors
 SIZE_SETTING=${LABRUN_DEBIAN_SIZE:-auto}
-RECIPE=$( { cat "$HERE/build-debian.sh" "$HERE/lib.sh" "$HERE/labrun-agent" "$HERE/mount-shared" "$HERE/debian-mirror.sh"
+RECIPE=$( { cat "$HERE/build-debian.sh" "$HERE/lib.sh" "$HERE/labrun-agent" "$HERE/mount-shared" "$HERE/mount-modules" "$HERE"/initramfs-tools/* "$HERE/debian-mirror.sh"
             echo "${PACKAGES[*]} | $DEBIAN_MIRROR | $DEBIAN_SECURITY_MIRROR | $SIZE_SETTING"; } | sha256sum | cut -c1-16)
 
 up_to_date() {
@@ -189,6 +189,7 @@ else
             --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d"' \
             --essential-hook="printf 'MODULES=list\nROOT=/dev/vda\n' >\"\$1/etc/initramfs-tools/conf.d/labrun\"" \
             --essential-hook="printf '$modules_list' >\"\$1/usr/share/initramfs-tools/modules.d/labrun.conf\"" \
+            --essential-hook="mkdir -p \"\$1/etc/initramfs-tools/hooks\" \"\$1/etc/initramfs-tools/scripts/init-top\" && install -m 755 $(printf %q "$HERE/initramfs-tools/hook") \"\$1/etc/initramfs-tools/hooks/labrun\" && install -m 755 $(printf %q "$HERE/initramfs-tools/init-top") \"\$1/etc/initramfs-tools/scripts/init-top/labrun-modules\"" \
             "$SUITE" "$T" \
             "deb $DEBIAN_MIRROR $SUITE main" \
             "deb $DEBIAN_MIRROR $SUITE-updates main" \
@@ -250,6 +251,26 @@ EOF
 SUBSYSTEM=="virtio-ports", ATTR{name}=="org.labrun.agent", TAG+="systemd", ENV{SYSTEMD_WANTS}+="labrun-agent.service"
 EOF
     install -m 755 "$HERE/mount-shared" "$T/usr/local/bin/mount-shared"
+    # Another kernel's modules (labrun boot --kernel): its read-only modules disk on
+    # /lib/modules/RELEASE before udev's coldplug, so its devices' modules load as usual.
+    install -m 755 "$HERE/mount-modules" "$T/usr/local/sbin/mount-modules"
+    cat >"$T/etc/systemd/system/labrun-modules.service" <<'EOF'
+[Unit]
+Description=labrun: the booted kernel's modules from labrun's modules disk
+DefaultDependencies=no
+After=systemd-remount-fs.service
+Before=systemd-udev-trigger.service systemd-modules-load.service local-fs.target
+ConditionPathExists=!/lib/modules/%v/modules.dep
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/mount-modules
+
+[Install]
+WantedBy=sysinit.target
+EOF
+    systemctl --root="$T" --quiet enable labrun-modules.service
     # The terminal's TERM (labrun writes it to /run/labrun/term when this guest has a terminfo
     # entry for it): the serial console's shell takes it before each prompt.
     cat >"$T/etc/profile.d/labrun-term.sh" <<'EOF'

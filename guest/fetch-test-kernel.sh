@@ -5,7 +5,7 @@
 #
 # Usage: guest/fetch-test-kernel.sh LABDIR
 # Makes LABDIR/guest-build/test-kernel/root/boot/vmlinuz-RELEASE and .../root/lib/modules/RELEASE (with
-# the modules.dep that the .deb lacks, by busybox depmod) and LABDIR/guest-build/test-kernel/release.
+# the modules.dep that the .deb lacks, by kmod's depmod, else busybox's) and LABDIR/guest-build/test-kernel/release.
 # The .deb is kept in LABDIR/guest-build/test-kernel/cache; a second run downloads nothing.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -17,8 +17,15 @@ mkdir -p "$TK/cache"
 exec 9>"$TK/.lock"
 flock 9
 
+# kmod's depmod also writes the binary indexes that kmod's modprobe (the Debian guest's) needs;
+# busybox's writes modules.dep only, enough for the tiny guest's busybox modprobe.
+depmod=$(command -v depmod || command -v /sbin/depmod || true)
 if [[ -s $TK/release && -f $TK/root/lib/modules/$(cat "$TK/release")/modules.dep ]]; then
-    info "test kernel: $(cat "$TK/release") (cached)"; exit 0
+    release=$(cat "$TK/release")
+    if [[ -n $depmod && ! -f $TK/root/lib/modules/$release/modules.dep.bin ]]; then
+        "$depmod" -b "$TK/root" "$release" || die "depmod failed on $TK/root"
+    fi
+    info "test kernel: $release (cached)"; exit 0
 fi
 deb=$(find "$TK/cache" -maxdepth 1 -name 'linux-image-*-cloud-amd64_*_amd64.deb' | sort -V | tail -n 1)
 if [[ -z $deb ]] || ! dpkg-deb --info "$deb" >/dev/null 2>&1; then
@@ -39,7 +46,7 @@ dpkg-deb -x "$deb" "$TK/root.part"
 vmlinuz=$(find "$TK/root.part/boot" -name 'vmlinuz-*' | head -n 1)
 [[ -n $vmlinuz ]] || die "$(basename "$deb") has no boot/vmlinuz-*"
 release=${vmlinuz##*/vmlinuz-}
-busybox depmod -b "$TK/root.part" "$release"
+if [[ -n $depmod ]]; then "$depmod" -b "$TK/root.part" "$release"; else busybox depmod -b "$TK/root.part" "$release"; fi
 rm -rf "$TK/root"; mv "$TK/root.part" "$TK/root"
 echo "$release" >"$TK/release"
 info "test kernel: $release in $TK/root"

@@ -86,6 +86,22 @@ struct SlowTests {
         try s.quitCleanly()
     }
 
+    /// Issue 14 §2 on the full Debian guest: its initramfs-tools initrd loads another kernel's
+    /// early modules from the archive labrun appends, and systemd mounts that kernel's modules
+    /// disk before udev's coldplug, so modprobe finds them.
+    @Test(.enabled(if: testKernel != nil, "needs Debian's cloud kernel (make test-kernel)"))
+    func anotherKernelBootsWithItsOwnModules() throws {
+        let lab = try DerivedLab(source: debianLabRoot)
+        let kernel = testKernel!.root + "/boot/vmlinuz-" + testKernel!.release
+        let r = try lab.cli(["run", "--timeout", "\(Int(debianBootTimeout))", "--kernel", kernel, "--", "sh", "-c",
+                             "uname -r; modprobe dummy && echo loaded; grep -o '^dummy ' /proc/modules; findmnt -no FSTYPE,OPTIONS /lib/modules/$(uname -r)"])
+        #expect(r.status == .exited(0), "\(r.stdout)\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == testKernel!.release, "\(r.stdout)")
+        #expect(lines.contains("loaded") && lines.contains("dummy "), "\(r.stdout)\(r.stderr)")
+        #expect(lines.contains { $0.hasPrefix("ext4") && $0.contains("ro") }, "the modules disk, read-only: \(r.stdout)")
+    }
+
     /// `poweroff` in the guest: systemd shuts down and labrun ends with 0.
     @Test func guestPoweroffEndsLabrun() throws {
         let lab = try DerivedLab(source: debianLabRoot)

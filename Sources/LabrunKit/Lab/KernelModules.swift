@@ -171,7 +171,7 @@ public struct KernelModulesBoot: Sendable, Equatable {
         let dir = realPath(modules.directory) ?? modules.directory
         guard let dep = FileIdentity.of(dir + "/modules.dep") else { throw LabrunError("\(dir) has no modules.dep") }
         var sum = Checksum()
-        sum.update(Array("labrun-kernel-modules 1|\(dir)|\(modules.release)|\(dep.inode) \(dep.size) \(dep.modified)|".utf8))
+        sum.update(Array("labrun-kernel-modules 2|\(dir)|\(modules.release)|\(dep.inode) \(dep.size) \(dep.modified)|".utf8))
         let diskKey = sum.value
         sum.update(Array("\(baseID.path) \(baseID.inode) \(baseID.size) \(baseID.modified)".utf8))
         let initrdKey = sum.value
@@ -203,6 +203,9 @@ public struct KernelModulesBoot: Sendable, Equatable {
         var missingConsole = false
         let list = try modules.earlyLoadList(missingConsole: &missingConsole)
         var cpio = NewcArchive()
+        // Every initrd that loads modules has these. No entries for them: the unpacker would
+        // replace a merged-/usr initrd's /lib symlink (Debian's) by a directory.
+        cpio.existing(["lib", "lib/modules"])
         cpio.directory("etc")
         let root = "lib/modules/" + modules.release
         var lines = ""
@@ -304,6 +307,9 @@ struct NewcArchive {
     private var bytes: [UInt8] = []
     private var inode = 1
     private var directories: Set<String> = []
+
+    /// Directories the base archive has: never written (an entry replaces what is there).
+    mutating func existing(_ names: [String]) { directories.formUnion(names) }
 
     mutating func directory(_ name: String) {
         guard directories.insert(name).inserted else { return }
