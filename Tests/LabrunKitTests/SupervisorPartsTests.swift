@@ -152,3 +152,28 @@ import Testing
         #expect(s?.isStopped == true)
     }
 }
+
+/// A boot that stops in its initrd is told, with the initrd's reason, once: the tiny guest's
+/// initrd says "labrun-initrd: ERROR:", the Debian guest's initramfs-tools "Dropping to a shell!".
+@Suite struct BootFailureWatchTests {
+    func failures(_ console: String) -> [String] {
+        let watch = CrashWatch()
+        var seen: [String] = []
+        watch.onBootFailure = { seen.append($0) }
+        // In pieces, as a console arrives.
+        var bytes = Array(console.utf8)[...]
+        while !bytes.isEmpty {
+            watch.feed(Array(bytes.prefix(7)))
+            bytes = bytes.dropFirst(7)
+        }
+        return seen
+    }
+
+    @Test func eitherInitrdsReasonIsToldOnce() {
+        #expect(failures("Loading...\r\nlabrun-initrd: ERROR: no virtio_blk: the kernel cannot see the lab's disk\r\nlabrun-initrd: ERROR: again\r\n")
+                == ["no virtio_blk: the kernel cannot see the lab's disk"])
+        #expect(failures("Gave up waiting for root file system device.  Common problems:\n - Boot args (cat /proc/cmdline)\nALERT!  /dev/vda does not exist.  Dropping to a shell!\n(initramfs) ")
+                == ["its initramfs stopped: /dev/vda does not exist"])
+        #expect(failures("Begin: Mounting root file system ... done.\nlab login: root\n").isEmpty)
+    }
+}

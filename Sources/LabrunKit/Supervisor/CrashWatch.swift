@@ -45,6 +45,9 @@ final class CrashWatch: LoopPart {
     /// ext4 gets there). `onBootFailure` gets REASON, once per boot.
     var onBootFailure: (String) -> Void = { _ in }
     static let initrdError = Array("labrun-initrd: ERROR: ".utf8)
+    /// The full Debian guest's initramfs-tools says it this way ("ALERT!  /dev/vda does not
+    /// exist.  Dropping to a shell!") before its "(initramfs)" prompt.
+    static let initramfsShell = Array("Dropping to a shell!".utf8)
     /// Until the guest is up (`guestIsUp`), console lines are looked at for that.
     private(set) var watchesBoot = true
     private var bootLine: [UInt8] = []
@@ -62,10 +65,18 @@ final class CrashWatch: LoopPart {
                 continue
             }
             defer { bootLine.removeAll(keepingCapacity: true) }
-            guard bootLine.count > Self.initrdError.count, let at = FileStream.firstOffset(of: Self.initrdError, in: bootLine) else { continue }
-            watchesBoot = false
-            onBootFailure(String(decoding: bootLine[(at + Self.initrdError.count)...], as: UTF8.self))
-            return
+            if bootLine.count > Self.initrdError.count, let at = FileStream.firstOffset(of: Self.initrdError, in: bootLine) {
+                watchesBoot = false
+                onBootFailure(String(decoding: bootLine[(at + Self.initrdError.count)...], as: UTF8.self))
+                return
+            }
+            if let at = FileStream.firstOffset(of: Self.initramfsShell, in: bootLine) {
+                watchesBoot = false
+                let words = String(decoding: bootLine[..<at], as: UTF8.self).split(separator: " ").filter { $0 != "ALERT!" }
+                let why = words.joined(separator: " ").trimmed
+                onBootFailure("its initramfs stopped: " + (why.isEmpty ? "no root file system" : why.hasSuffix(".") ? String(why.dropLast()) : why))
+                return
+            }
         }
     }
 
