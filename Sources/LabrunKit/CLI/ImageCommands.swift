@@ -141,6 +141,8 @@ extension LabrunCLI {
                 if let g = st.guest, g != "running" || st.lastReport != nil {
                     say("  guest kernel: \(g)" + (st.lastReport.map { "; last report: \($0) (`labrun log --reports`)" } ?? ""))
                 }
+                if st.agent == false { say("  guest agent: not up yet (exec and the share wait for it)") }
+                if let c = st.bootCheckpoint { say("  boot checkpoint: \(c)") }
                 say("  run directory \(st.runDirectory)")
                 if let s = st.shared { say("  shared folder \(s) at /mnt") }
                 if let p = st.gdbPort { say("  gdb stub 127.0.0.1:\(p)") }

@@ -168,6 +168,8 @@ public struct SupervisorStatus: Codable, Equatable, Sendable {
     public var lastReport: String?
     /// The kernel the VM booted (the lab's, or `--kernel`).
     public var kernel: String?
+    /// What the boot checkpoint waits for, while one is being made (keys and guest requests wait).
+    public var bootCheckpoint: String?
 }
 
 public struct ControlResponse: Codable, Equatable, Sendable {

@@ -4,7 +4,19 @@
 /// goes on. Keys typed meanwhile wait in the terminal and reach the guest after; anything that
 /// depends on the guest being up (exec, wait-ready, the share) waits too.
 final class BootCheckpointer: LoopPart {
-    enum Phase: Equatable { case booting, waitingForPrompt(since: Double), saving, done }
+    enum Phase: Equatable {
+        case booting, waitingForPrompt(since: Double), saving, done
+
+        /// For `labrun status` while it is not done (keys and guest requests wait meanwhile).
+        var description: String? {
+            switch self {
+            case .booting: "waits for the guest agent"
+            case .waitingForPrompt: "waits for a quiet shell prompt (keys wait)"
+            case .saving: "being saved (keys wait)"
+            case .done: nil
+            }
+        }
+    }
 
     let store: CheckpointStore
     let key: CheckpointKey

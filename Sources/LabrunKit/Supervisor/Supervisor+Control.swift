@@ -10,7 +10,7 @@ extension Supervisor {
                                         accelerator: command.accelerator.rawValue, shared: command.options.shared,
                                         gdbPort: command.options.gdbPort, agent: agent.isReady, notResponding: stuck,
                                         guest: stuck == nil ? crashes.guestState : "not responding", lastReport: crashes.reports.last?.title,
-                                        kernel: command.kernelPath)
+                                        kernel: command.kernelPath, bootCheckpoint: checkpointer?.phase.description)
             r.message = statusLine()
             control.respond(id, r)
         case .stop:

@@ -293,6 +293,8 @@ public final class Supervisor {
     func statusLine() -> String {
         var state = watchdog.notResponding.map { "not responding: \($0)" } ?? runState
         if crashes.guestState != "running" { state += ", guest kernel \(crashes.guestState)" + (crashes.reports.last.map { " (\($0.title))" } ?? "") }
+        if !agent.isReady { state += ", guest agent not up" }
+        if let c = checkpointer?.phase.description { state += ", boot checkpoint \(c)" }
         return "QEMU pid \(child.pid), \(state), up \(Messages.formatSeconds(monotonicSeconds() - startedAt)), run directory \(run.path)"
     }
 }
