@@ -105,9 +105,16 @@ final class BootCheckpointer: LoopPart {
     var interests: [PollInterest] { [] }
 
     var deadline: Double? {
+        if phase == .saving { return savingSince.map { $0 + Self.saveLimit } }
         guard case .waitingForPrompt(let since) = phase else { return nil }
         return min(lastOutput + Self.quiet, since + Self.promptWait)
     }
+
+    /// A save that QEMU never finishes is given up after this long: the VM goes on (it is
+    /// stopped meanwhile, and the terminal's keys wait). Seconds are usual, even for 1 GiB.
+    static let saveLimit = 120.0
+    private var savingSince: Double?
+    private var giveUp: (() -> Void)?
 
     /// The console's last line without control sequences (the shell's cursor query).
     var prompt: String {
@@ -120,6 +127,9 @@ final class BootCheckpointer: LoopPart {
     }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
+        if phase == .saving, let since = savingSince, now - since >= Self.saveLimit, let g = giveUp {
+            return g()
+        }
         guard case .waitingForPrompt(let since) = phase else { return }
         let quietNow = now - lastOutput >= Self.quiet
         guard (quietNow && atPrompt) || now - since >= Self.promptWait else { return }
@@ -158,16 +168,35 @@ final class BootCheckpointer: LoopPart {
         }
         let started = monotonicSeconds()
         let prompt = self.prompt
+        savingSince = started
+        // Settled once: by QEMU's answers, or by giving up (`saveLimit`), whichever comes first.
+        var settled = false
+        var unmountedShare = false
+        let done = { [self] (why: String?) in
+            guard !settled else { return }
+            settled = true
+            giveUp = nil
+            savingSince = nil
+            lock.close()
+            if why != nil { removeFlatDirectory(part) }
+            if unmountedShare { agent.setShareMounted(true) { _ in } }
+            finish(why.map { "no boot checkpoint kept: \($0); the VM runs on" }
+                   ?? "kept a boot checkpoint (\(Messages.formatSeconds(monotonicSeconds() - started))): the next boot of a fresh runtime layer on this golden image resumes here")
+        }
+        giveUp = {
+            qmp.send(QMPCommand("migrate_cancel"))
+            qmp.send(.cont)
+            done("saving it took over \(Int(Self.saveLimit)) s")
+        }
         MigrationGate.open(qmp: qmp, agent: agent, shareExported: shareExported) { [self] blocked, unmounted in
-            let done = { [self] (why: String?) in
-                lock.close()
-                if why != nil { removeFlatDirectory(part) }
+            unmountedShare = unmounted
+            guard !settled else {
                 if unmounted { agent.setShareMounted(true) { _ in } }
-                finish(why.map { "no boot checkpoint kept: \($0); the VM runs on" }
-                       ?? "kept a boot checkpoint (\(Messages.formatSeconds(monotonicSeconds() - started))): the next boot of a fresh runtime layer on this golden image resumes here")
+                return
             }
             if let blocked { return done(blocked) }
             MigrationFile.save(qmp, to: part + "/state") { [self] why in
+                guard !settled else { return }
                 // The VM is stopped and its disk flushed: the runtime layer is as the state needs it.
                 let failure = why ?? store(part: part, prompt: prompt)
                 qmp.send(.cont)
