@@ -61,7 +61,13 @@ struct CheckpointTests {
     @Test func freshLayerResumesTheBootCheckpoint() throws {
         let lab = try TestLab()
         try lab.useCheckpointStore()
-        var session = try lab.bootKeepingCheckpoint()
+        var session = try lab.boot()
+        try session.expect("booting cold", timeout: 20)
+        // Meanwhile status says what the checkpoint waits for; nothing once it is kept.
+        #expect(try lab.ok(["status"]).contains("boot checkpoint: waits for"))
+        try session.waitForShell()
+        try session.expect("kept a boot checkpoint", timeout: 30)
+        #expect(!(try lab.ok(["status"])).contains("boot checkpoint"))
         #expect(lab.checkpoints().count == 1)
         try session.shell("echo on-disk > /root/marker; sync")
         try session.quit()
