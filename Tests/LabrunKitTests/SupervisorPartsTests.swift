@@ -177,3 +177,33 @@ import Testing
         #expect(failures("Begin: Mounting root file system ... done.\nlab login: root\n").isEmpty)
     }
 }
+
+/// The guest relay batches a UART-paced flood (a pause after a read of some hundred bytes) but
+/// never pauses a producer that fills the pty's buffer: that pause capped it at 4 KiB per pause.
+@Suite struct GuestRelayFloodTests {
+    func read(after written: Int) throws -> (bytes: Int, paused: Bool) {
+        let pty = try PseudoTerminal.open(size: nil)
+        defer { pty.primary.close(); pty.secondary.close() }
+        try pty.primary.setNonBlocking(true)
+        let relay = GuestRelay(pty: pty.primary)
+        var got = 0
+        relay.onOutput = { got += $0.count }
+        // As much of it as the pty takes now (the guest's side never waits here).
+        try pty.secondary.setNonBlocking(true)
+        _ = pty.secondary.write([UInt8](repeating: 0x61, count: written))
+        var set = PollSet()
+        set.add(pty.primary)
+        let ready = try set.wait(timeout: 1000)
+        relay.handle(ready, now: monotonicSeconds())
+        return (got, relay.deadline != nil)
+    }
+
+    @Test func pausesOnlyForAFloodSlowerThanItsReads() throws {
+        let small = try read(after: 100)
+        #expect(small.bytes == 100 && !small.paused, "a keystroke's echo is never followed by a pause")
+        let uart = try read(after: 1000)
+        #expect(uart.bytes == 1000 && uart.paused, "a UART-paced flood is read in batches")
+        let fast = try read(after: 65536)
+        #expect(fast.bytes >= GuestRelay.fullRead && !fast.paused, "a full buffer means a producer faster than any pause: \(fast)")
+    }
+}

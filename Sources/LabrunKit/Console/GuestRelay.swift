@@ -22,9 +22,12 @@ final class GuestRelay: LoopPart {
     /// least `floodBytes`, the next waits `floodPause` (the pty holds far more than the
     /// guest's UART makes meanwhile). Every wake-up taken from a 2-core machine is time the
     /// guest's vCPU and the terminals could use; a keystroke's echo, after a quiet spell, is
-    /// still read at once.
+    /// still read at once. A read that fills the pty's 4 KiB line buffer says the producer is
+    /// faster than any pause (a stand-in, a fast console): then there is no pause, which would
+    /// cap it at 4 KiB per `floodPause` (1.3 MB/s).
     static let floodBytes = 256
     static let floodPause = 0.003
+    static let fullRead = 4000
     private var pausedUntil: Double?
 
     private var wantsRead: Bool {
@@ -69,7 +72,7 @@ final class GuestRelay: LoopPart {
     private func readOutput() {
         switch pty.read() {
         case .success(let bytes) where !bytes.isEmpty:
-            if bytes.count >= Self.floodBytes { pausedUntil = monotonicSeconds() + Self.floodPause }
+            if bytes.count >= Self.floodBytes && bytes.count < Self.fullRead { pausedUntil = monotonicSeconds() + Self.floodPause }
             onOutput(bytes)
         case .failure(.wouldBlock): break
         default: isOpen = false   // EIO: QEMU closed its side; the exit comes via SIGCHLD.
