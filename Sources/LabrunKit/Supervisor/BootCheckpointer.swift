@@ -105,7 +105,7 @@ final class BootCheckpointer: LoopPart {
     var interests: [PollInterest] { [] }
 
     var deadline: Double? {
-        if phase == .saving { return savingSince.map { $0 + Self.saveLimit } }
+        if let g = giveUp { return g.at }
         guard case .waitingForPrompt(let since) = phase else { return nil }
         return min(lastOutput + Self.quiet, since + Self.promptWait)
     }
@@ -113,8 +113,8 @@ final class BootCheckpointer: LoopPart {
     /// A save that QEMU never finishes is given up after this long: the VM goes on (it is
     /// stopped meanwhile, and the terminal's keys wait). Seconds are usual, even for 1 GiB.
     static let saveLimit = 120.0
-    private var savingSince: Double?
-    private var giveUp: (() -> Void)?
+    /// While a save runs: when to give it up, and how.
+    private var giveUp: (at: Double, run: () -> Void)?
 
     /// The console's last line without control sequences (the shell's cursor query).
     var prompt: String {
@@ -127,9 +127,7 @@ final class BootCheckpointer: LoopPart {
     }
 
     func handle(_ ready: [FileDescriptor: Readiness], now: Double) {
-        if phase == .saving, let since = savingSince, now - since >= Self.saveLimit, let g = giveUp {
-            return g()
-        }
+        if let g = giveUp, now >= g.at { return g.run() }
         guard case .waitingForPrompt(let since) = phase else { return }
         let quietNow = now - lastOutput >= Self.quiet
         guard (quietNow && atPrompt) || now - since >= Self.promptWait else { return }
@@ -168,7 +166,6 @@ final class BootCheckpointer: LoopPart {
         }
         let started = monotonicSeconds()
         let prompt = self.prompt
-        savingSince = started
         // Settled once: by QEMU's answers, or by giving up (`saveLimit`), whichever comes first.
         var settled = false
         var unmountedShare = false
@@ -176,18 +173,17 @@ final class BootCheckpointer: LoopPart {
             guard !settled else { return }
             settled = true
             giveUp = nil
-            savingSince = nil
             lock.close()
             if why != nil { removeFlatDirectory(part) }
             if unmountedShare { agent.setShareMounted(true) { _ in } }
             finish(why.map { "no boot checkpoint kept: \($0); the VM runs on" }
                    ?? "kept a boot checkpoint (\(Messages.formatSeconds(monotonicSeconds() - started))): the next boot of a fresh runtime layer on this golden image resumes here")
         }
-        giveUp = {
+        giveUp = (started + Self.saveLimit, {
             qmp.send(QMPCommand("migrate_cancel"))
             qmp.send(.cont)
             done("saving it took over \(Int(Self.saveLimit)) s")
-        }
+        })
         MigrationGate.open(qmp: qmp, agent: agent, shareExported: shareExported) { [self] blocked, unmounted in
             unmountedShare = unmounted
             guard !settled else {

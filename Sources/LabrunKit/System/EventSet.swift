@@ -20,8 +20,6 @@ final class EventSet {
     private let received: UnsafeMutableRawPointer
     private static let capacity = 64
     private var closedCount = FileDescriptor.closedCount
-    /// How many times the set was made anew (a test's and a bench's figure).
-    private(set) var rebuilds = 0
 
     init() throws(SystemCallError) {
         epoll = try Self.create()
@@ -51,7 +49,6 @@ final class EventSet {
 
     private static let readEvent = Epoll.input
     private static let writeEvent = Epoll.output
-    private static let hangupEvents = Epoll.hangup | Epoll.error
 
     /// Waits up to `timeout` milliseconds (-1 forever) for the descriptors in `set`, as
     /// `PollSet.wait` does: EINTR returns no readiness; a closed descriptor is reported
@@ -63,18 +60,15 @@ final class EventSet {
             Glibc.close(epoll)
             epoll = fresh
             registered.removeAll(keepingCapacity: true)
-            rebuilds += 1
         }
         wanted.removeAll(keepingCapacity: true)
         set.forEach { fd, read, write in
             wanted[fd, default: 0] |= (read ? Self.readEvent : 0) | (write ? Self.writeEvent : 0)
         }
         // Still open (nothing was closed), no longer wanted.
-        if registered.count > 0 {
-            for fd in registered.keys where wanted[fd] == nil {
-                _ = control(Epoll.delete, fd, 0)
-                registered.removeValue(forKey: fd)
-            }
+        for fd in registered.keys where wanted[fd] == nil {
+            _ = control(Epoll.delete, fd, 0)
+            registered.removeValue(forKey: fd)
         }
 
         var out: [FileDescriptor: Readiness] = [:]
@@ -84,12 +78,10 @@ final class EventSet {
                 registered[fd] = events
             case .failure(let e) where e.rawValue == EPERM:
                 // A regular file or /dev/null: always readable and writable, for poll too.
-                out[FileDescriptor(rawValue: fd)] = Readiness(readable: events & Self.readEvent != 0,
-                                                             writable: events & Self.writeEvent != 0,
-                                                             hangup: false, invalid: false)
+                out[FileDescriptor(rawValue: fd)] = Readiness(events: Int32(events))
             case .failure:
-                // EBADF: not open. Reported as poll reports it, so its part stops asking.
-                out[FileDescriptor(rawValue: fd)] = Readiness(readable: false, writable: false, hangup: false, invalid: true)
+                // EBADF: not open. Reported as poll reports it (POLLNVAL), so its part stops asking.
+                out[FileDescriptor(rawValue: fd)] = Readiness(events: Int32(POLLNVAL))
             }
         }
 
@@ -106,11 +98,7 @@ final class EventSet {
             let entry = received + i * Epoll.eventSize
             let e = entry.loadUnaligned(as: UInt32.self)
             let fd = Int32(truncatingIfNeeded: entry.loadUnaligned(fromByteOffset: Epoll.dataOffset, as: Int64.self))
-            out[FileDescriptor(rawValue: fd)] = Readiness(
-                readable: e & Self.readEvent != 0,
-                writable: e & Self.writeEvent != 0,
-                hangup: e & Self.hangupEvents != 0,
-                invalid: false)
+            out[FileDescriptor(rawValue: fd)] = Readiness(events: Int32(bitPattern: e))
         }
         return out
     }

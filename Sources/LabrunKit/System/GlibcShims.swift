@@ -24,8 +24,6 @@ enum Epoll {
     static let modify: Int32 = 3
     static let input: UInt32 = 0x001
     static let output: UInt32 = 0x004
-    static let error: UInt32 = 0x008
-    static let hangup: UInt32 = 0x010
     #if arch(x86_64)
     static let eventSize = 12
     static let dataOffset = 4

@@ -9,6 +9,17 @@ public struct Readiness: Sendable {
     public let invalid: Bool
 }
 
+extension Readiness {
+    /// From a poll `revents` or an epoll `events` word: Linux gives both the same bits (IN 0x1,
+    /// OUT 0x4, ERR 0x8, HUP 0x10, NVAL 0x20).
+    init(events e: Int32) {
+        readable = e & Int32(POLLIN) != 0
+        writable = e & Int32(POLLOUT) != 0
+        hangup = e & (Int32(POLLHUP) | Int32(POLLERR)) != 0
+        invalid = e & Int32(POLLNVAL) != 0
+    }
+}
+
 /// One descriptor a part of a poll loop wants watched, and for what.
 public struct PollInterest: Equatable, Sendable {
     public var fd: FileDescriptor
@@ -62,12 +73,7 @@ public struct PollSet {
         }
         var out: [FileDescriptor: Readiness] = [:]
         for p in fds where p.revents != 0 {
-            let r = Int32(p.revents)
-            out[FileDescriptor(rawValue: p.fd)] = Readiness(
-                readable: r & Int32(POLLIN) != 0,
-                writable: r & Int32(POLLOUT) != 0,
-                hangup: r & (Int32(POLLHUP) | Int32(POLLERR)) != 0,
-                invalid: r & Int32(POLLNVAL) != 0)
+            out[FileDescriptor(rawValue: p.fd)] = Readiness(events: Int32(p.revents))
         }
         return out
     }
