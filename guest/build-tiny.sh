@@ -368,7 +368,7 @@ in_fakeroot() {
 # The initrd's recipe is its own (the initrd's /init, guest/initrd-init, is not in the root file system):
 # a changed /init rebuilds the initrd only.
 RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/lib.sh" "$HERE/labrun-agent" "$HERE/mount-shared" | sha256sum | cut -c1-16)
-INITRD_RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/lib.sh" "$HERE/initrd-init" | sha256sum | cut -c1-16)
+INITRD_RECIPE=$(cat "$HERE/build-tiny.sh" "$HERE/lib.sh" "$HERE/initrd-init" "$HERE/mount-modules" | sha256sum | cut -c1-16)
 recipe_of() { if [[ $1 == initrd ]]; then echo "$INITRD_RECIPE"; else echo "$RECIPE"; fi; }
 stamp_ok() { [[ -f $STAMPS/$1 && $(cat "$STAMPS/$1") == "$KVER $(recipe_of "$1")" ]]; }
 set_stamp() { printf '%s\n' "$KVER $(recipe_of "$1")" >"$STAMPS/$1.part"; mv -f "$STAMPS/$1.part" "$STAMPS/$1"; }
@@ -409,6 +409,7 @@ if ((FORCE)) || [[ ! -s $GB/initrd.img ]] || ! stamp_ok initrd; then
     info "${#load[@]} modules: ${load[*]}"
 
     install -m 755 "$HERE/initrd-init" "$T/init"
+    install -D -m 755 "$HERE/mount-modules" "$T/sbin/mount-modules"
     in_fakeroot build_initrd_tree "$T" "$GB/initrd.img.part"
     publish "$GB/initrd.img.part" "$GB/initrd.img"
     set_stamp initrd
